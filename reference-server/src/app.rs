@@ -1,0 +1,102 @@
+//! Assembling and running the server: engine, router, listener, and draining on shutdown.
+
+use crate::api::{router, AppState};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::{Metrics, WorkerLabels};
+use anyhow::Context;
+use candle_core::Device;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// A server that has bound its port and started its engine, not yet serving.
+pub struct Server {
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// The compute device: CUDA with the `cuda` feature when a GPU is present, else the CPU.
+pub fn device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        if cudarc::driver::sys::is_culib_present() {
+            if let Ok(d) = Device::new_cuda(0) {
+                return d;
+            }
+        }
+    }
+    Device::Cpu
+}
+
+impl Server {
+    /// Starts the engine (weights generated on first use) and binds `cfg.listen`.
+    pub async fn bind(cfg: Config) -> anyhow::Result<Server> {
+        let cfg = Arc::new(cfg);
+        let metrics = Arc::new(Metrics::new());
+        let c = cfg.clone();
+        let m = metrics.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::start(c, m, device()))
+            .await
+            .context("engine start panicked")??;
+        let workers: Vec<WorkerLabels> = engine
+            .worker_ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| WorkerLabels {
+                worker_id: id,
+                gpu_index: i.to_string(),
+                gpu_type: engine.gpu_backend().gpu_type(i as u32),
+                region: cfg.region.clone(),
+            })
+            .collect();
+        metrics.init_series(&crate::types::Tier::ALL, &cfg.model_names(), &workers);
+        engine.refresh_gauges();
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Server {
+            engine,
+            listener,
+            addr,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine (tests crash workers through it).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` completes, then drains: no new connections or jobs, in-flight
+    /// jobs get `drain_timeout_seconds` to finish, the rest fail with 503.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let engine = self.engine.clone();
+        let timeout = Duration::from_secs_f64(engine.config().drain_timeout_seconds);
+        let app = router(AppState::new(self.engine.clone()));
+        info!(event = "server_started", listen = %self.addr, workers = engine.worker_ids().len());
+        let drain = async move {
+            shutdown.await;
+            info!(event = "draining", timeout_s = timeout.as_secs_f64());
+            let e = engine.clone();
+            tokio::task::spawn_blocking(move || e.drain(timeout));
+        };
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(drain)
+            .await
+            .context("serving HTTP")?;
+        info!(event = "server_stopped");
+        Ok(())
+    }
+}
