@@ -87,7 +87,7 @@ impl fmt::Display for SafetyStage {
 
 /// What goes wrong, with its scope and intensity.
 ///
-/// Serialized internally tagged by `kind` in snake_case, for example
+/// Serialized internally tagged by `kind` in `snake_case`, for example
 /// `{"kind": "stage_latency", "stage": "vae_decode", "added_ms": 500, "jitter_ms": 100}`.
 /// Unknown fields are rejected. Scope fields (`worker`, `model`, `tier`, `models`) may be left
 /// out, meaning "any" (a worker chosen by the server, every model, every tier).
@@ -291,7 +291,7 @@ impl FaultKind {
     fn check(&self) -> Result<(), (String, String)> {
         match self {
             FaultKind::GpuOom { worker, fraction } => {
-                scope("worker", worker)?;
+                scope("worker", worker.as_deref())?;
                 unit("fraction", *fraction)
             }
             FaultKind::ColdStart { models, .. } => {
@@ -303,7 +303,7 @@ impl FaultKind {
                 Ok(())
             }
             FaultKind::ModelLoadFailure { model, probability } => {
-                scope("model", model)?;
+                scope("model", model.as_deref())?;
                 unit("probability", *probability)
             }
             FaultKind::SafetySpike {
@@ -323,9 +323,9 @@ impl FaultKind {
                 }
                 Ok(())
             }
-            FaultKind::WorkerCrash { worker, .. } => scope("worker", worker),
+            FaultKind::WorkerCrash { worker, .. } => scope("worker", worker.as_deref()),
             FaultKind::GpuThrottle { worker, factor } => {
-                scope("worker", worker)?;
+                scope("worker", worker.as_deref())?;
                 if !(factor.is_finite() && *factor >= 1.0) {
                     return Err((
                         "factor".into(),
@@ -335,13 +335,13 @@ impl FaultKind {
                 Ok(())
             }
             FaultKind::Xid { worker, code } => {
-                scope("worker", worker)?;
+                scope("worker", worker.as_deref())?;
                 if *code == 0 {
                     return Err(("code".into(), "must be an Xid code >= 1, got 0".into()));
                 }
                 Ok(())
             }
-            FaultKind::QueueStall { tier } => scope("tier", tier),
+            FaultKind::QueueStall { tier } => scope("tier", tier.as_deref()),
             FaultKind::Latency { ms, jitter_ms } => {
                 if *ms == 0 && *jitter_ms == 0 {
                     return Err((
@@ -381,7 +381,7 @@ impl FaultKind {
 }
 
 /// A scope field, when given, must name something.
-fn scope(field: &str, value: &Option<String>) -> Result<(), (String, String)> {
+fn scope(field: &str, value: Option<&str>) -> Result<(), (String, String)> {
     match value {
         Some(v) if v.trim().is_empty() => Err((
             field.into(),

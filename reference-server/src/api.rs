@@ -450,12 +450,9 @@ async fn submit(
         let t = Instant::now();
         let verdict = st.prompt_check.check(&v.prompt);
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        m.safety_check_time_ms
-            .with_label_values(&["pre"])
-            .observe(ms);
-        m.safety_classifier_latency_ms
-            .with_label_values(&["prompt_classifier"])
-            .observe(ms);
+        m.safety_check_time.observe_ms(&["pre"], ms);
+        m.safety_classifier_latency
+            .observe_ms(&["prompt_classifier"], ms);
         verdict
     };
     if let Some(category) = verdict.blocked {
@@ -552,8 +549,8 @@ async fn submit(
             trace_id: trace_id.to_owned(),
             user_id_hash: user_id_hash.clone(),
             organization_id_hash: organization_id_hash.clone(),
-            span: root.clone(),
         },
+        root.clone(),
         received,
         cfg.deadline(v.tier),
     ));

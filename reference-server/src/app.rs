@@ -36,7 +36,7 @@ impl Server {
     /// Starts the engine (weights generated on first use) and binds `cfg.listen`.
     pub async fn bind(cfg: Config) -> anyhow::Result<Server> {
         let cfg = Arc::new(cfg);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(cfg.metric_units));
         let c = cfg.clone();
         let m = metrics.clone();
         let engine = tokio::task::spawn_blocking(move || Engine::start(c, m, device()))

@@ -2,6 +2,7 @@
 //! fields rejected, and every error naming the file, line, column and field path.
 
 use crate::compute::{default_profiles, ModelProfile};
+pub use crate::metrics::MetricUnits;
 use crate::types::{Resolution, Tier};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +47,11 @@ pub struct Config {
     pub prices: BTreeMap<String, f64>,
     /// How long SIGTERM waits for in-flight work before failing it.
     pub drain_timeout_seconds: f64,
+    /// Unit of the six seed histograms named in milliseconds: `base` (default) exports
+    /// `diffusion_step_time_seconds` and the like in seconds, clean under `promtool check
+    /// metrics`; `seed_ms` exports the seeds' literal `diffusion_step_time_ms` names, buckets and
+    /// values in milliseconds, for alert rules written against those names.
+    pub metric_units: MetricUnits,
 }
 
 /// One API key.
@@ -233,6 +239,7 @@ impl Default for Config {
             },
             prices,
             drain_timeout_seconds: 30.0,
+            metric_units: MetricUnits::Base,
         }
     }
 }
@@ -246,6 +253,11 @@ fn default_weights_cache() -> PathBuf {
         return PathBuf::from(h).join(".cache/firedrill/weights");
     }
     PathBuf::from("weights-cache")
+}
+
+/// A finite number above zero (NaN and infinities are refused too).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }
 
 /// A configuration error, located as precisely as the input allows.
@@ -350,7 +362,7 @@ impl Config {
                     "must list at least one tier".into(),
                 ));
             }
-            if !(k.rate_limit_per_second > 0.0) || k.burst == 0 {
+            if !positive(k.rate_limit_per_second) || k.burst == 0 {
                 return Err(err(
                     &format!("api_keys[{i}].rate_limit_per_second"),
                     "rate limit and burst must be positive".into(),
@@ -382,10 +394,10 @@ impl Config {
             if p.queue_cap == 0 {
                 return Err(err(&f("queue_cap"), "must be at least 1".into()));
             }
-            if !(p.deadline_seconds > 0.0) {
+            if !positive(p.deadline_seconds) {
                 return Err(err(&f("deadline_seconds"), "must be positive".into()));
             }
-            if !(p.max_wait_seconds > 0.0) {
+            if !positive(p.max_wait_seconds) {
                 return Err(err(&f("max_wait_seconds"), "must be positive".into()));
             }
             if p.default_steps < l.min_steps || p.default_steps > l.max_steps {
@@ -395,7 +407,7 @@ impl Config {
                 ));
             }
         }
-        if !(self.aging_seconds_per_tier > 0.0) {
+        if !positive(self.aging_seconds_per_tier) {
             return Err(err("aging_seconds_per_tier", "must be positive".into()));
         }
         if self.batching.max_batch == 0 {
@@ -441,7 +453,7 @@ impl Config {
                 format!("{r} is outside the limits"),
             ));
         }
-        if !(self.drain_timeout_seconds >= 0.0) {
+        if !(self.drain_timeout_seconds.is_finite() && self.drain_timeout_seconds >= 0.0) {
             return Err(err("drain_timeout_seconds", "must not be negative".into()));
         }
         Ok(())
@@ -496,7 +508,7 @@ mod tests {
     fn unknown_field_is_named_with_position() {
         let e = Config::from_yaml("listen: 127.0.0.1:9000\ntiers:\n  turbo:\n    queue_capp: 3\n")
             .unwrap_err();
-        assert_eq!(e.field, "tiers.turbo");
+        assert_eq!(e.field, "tiers.turbo.queue_capp");
         assert!(e.message.contains("unknown field `queue_capp`"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(4));
     }
@@ -533,6 +545,24 @@ mod tests {
         assert!(shown.contains("batching.max_batch"), "{shown}");
         assert!(Config::load(&dir.join("missing.yaml")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn metric_units_parse_and_reject_unknown_values() {
+        assert_eq!(Config::default().metric_units, MetricUnits::Base);
+        assert_eq!(
+            Config::from_yaml("{}").unwrap().metric_units,
+            MetricUnits::Base
+        );
+        let c = Config::from_yaml("metric_units: seed_ms\n").unwrap();
+        assert_eq!(c.metric_units, MetricUnits::SeedMs);
+        let c = Config::from_yaml("metric_units: base\n").unwrap();
+        assert_eq!(c.metric_units, MetricUnits::Base);
+        let e = Config::from_yaml("listen: 127.0.0.1:9000\nmetric_units: millis\n").unwrap_err();
+        assert_eq!(e.field, "metric_units", "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+        assert!(e.message.contains("millis"), "{e}");
+        assert!(e.to_string().contains("field `metric_units`"), "{e}");
     }
 
     #[test]

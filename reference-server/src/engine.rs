@@ -293,7 +293,7 @@ impl Engine {
         }
         let tier = job.spec.tier;
         *job.queue_span.lock().expect("span lock") =
-            Some(info_span!(parent: &job.ctx.span, "queue_wait", tier = tier.as_str()));
+            Some(info_span!(parent: &job.span(), "queue_wait", tier = tier.as_str()));
         let entry = Entry {
             key: batch_key(&job),
             tier,
@@ -536,7 +536,8 @@ fn finish(shared: &Shared, job: &Job, outcome: Outcome) {
     }
     let s = job.status();
     let t = |k: &str| s.timings_ms.get(k).copied().unwrap_or(0.0);
-    let _enter = job.ctx.span.enter();
+    let root = job.span();
+    let _enter = root.enter();
     let (event, error_code) = match &outcome {
         Outcome::Succeeded { .. } => ("generation_complete", ""),
         Outcome::Blocked(..) => ("generation_blocked", "content_blocked"),
@@ -567,6 +568,9 @@ fn finish(shared: &Shared, job: &Job, outcome: Outcome) {
         user_context.tier = tier,
         user_context.organization_id_hash = %job.ctx.organization_id_hash,
     );
+    drop(_enter);
+    drop(root);
+    job.close_span();
 }
 
 fn deadline_error() -> ApiError {
@@ -792,7 +796,7 @@ fn die_and_restart(shared: &Shared, index: usize, jobs: Vec<Arc<Job>>) {
             job.update(|s| s.status = JobState::Queued);
             let mut st = shared.state.lock().expect("engine state lock");
             *job.queue_span.lock().expect("span lock") =
-                Some(info_span!(parent: &job.ctx.span, "queue_wait", resumed = true));
+                Some(info_span!(parent: &job.span(), "queue_wait", resumed = true));
             st.queue.push_front(Entry {
                 key: batch_key(&job),
                 tier: job.spec.tier,
@@ -864,7 +868,7 @@ fn run_batch(shared: &Shared, index: usize, a: Assignment) -> BatchEnd {
     let assign_start = Instant::now();
     let spans: Vec<_> = jobs
         .iter()
-        .map(|j| info_span!(parent: &j.ctx.span, "worker_assignment", worker_id = %worker_id, model = %model_name, cache_hit = tracing::field::Empty))
+        .map(|j| info_span!(parent: &j.span(), "worker_assignment", worker_id = %worker_id, model = %model_name, cache_hit = tracing::field::Empty))
         .collect();
     let warm = {
         let mut st = shared.state.lock().expect("engine state lock");
@@ -983,7 +987,7 @@ fn generate(
     let gen_start = Instant::now();
     let gen_spans: Vec<_> = jobs
         .iter()
-        .map(|j| info_span!(parent: &j.ctx.span, "generation", worker_id, model = model_name, steps = total, batch_size = jobs.len()))
+        .map(|j| info_span!(parent: &j.span(), "generation", worker_id, model = model_name, steps = total, batch_size = jobs.len()))
         .collect();
     let fail_internal = |e: anyhow::Error| {
         error!(event = "generation_failed_internal", worker_id, error = %format!("{e:#}"));
@@ -1070,9 +1074,8 @@ fn generate(
                 return Ok(None);
             }
         };
-        m.diffusion_step_time_ms
-            .with_label_values(&[model_name])
-            .observe(t.elapsed().as_secs_f64() * 1e3);
+        m.diffusion_step_time
+            .observe_ms(&[model_name], t.elapsed().as_secs_f64() * 1e3);
         for j in jobs {
             j.update(|s| s.progress.step = step + 1);
         }
@@ -1081,9 +1084,8 @@ fn generate(
             if let Err(e) = save_checkpoints(shared, jobs, &latents, step + 1) {
                 warn!(event = "checkpoint_failed", worker_id, error = %format!("{e:#}"));
             }
-            m.checkpoint_save_duration_ms
-                .with_label_values(&[model_name])
-                .observe(t.elapsed().as_secs_f64() * 1e3);
+            m.checkpoint_save_duration
+                .observe_ms(&[model_name], t.elapsed().as_secs_f64() * 1e3);
         }
     }
     drop(loop_spans);
@@ -1098,9 +1100,8 @@ fn generate(
             .collect();
         model.vae_decode(&latents, &conds)
     };
-    m.vae_decode_time_ms
-        .with_label_values(&[model_name])
-        .observe(t.elapsed().as_secs_f64() * 1e3);
+    m.vae_decode_time
+        .observe_ms(&[model_name], t.elapsed().as_secs_f64() * 1e3);
     let took = gen_start.elapsed();
     for j in jobs {
         j.record_timing("generation", took);
@@ -1159,9 +1160,8 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
     let t = Instant::now();
     let scores = shared.classifier.classify(&images);
     let classify_ms = t.elapsed().as_secs_f64() * 1e3;
-    m.safety_classifier_latency_ms
-        .with_label_values(&["image_classifier"])
-        .observe(classify_ms);
+    m.safety_classifier_latency
+        .observe_ms(&["image_classifier"], classify_ms);
     let scores = match scores {
         Ok(s) => s,
         Err(e) => {
@@ -1182,7 +1182,7 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
             continue;
         }
         let post =
-            info_span!(parent: &job.ctx.span, "safety_post_check", passed = tracing::field::Empty);
+            info_span!(parent: &job.span(), "safety_post_check", passed = tracing::field::Empty);
         let per_image_ms = classify_ms / jobs.len() as f64;
         let category = if score.nsfw > IMAGE_BLOCK_THRESHOLD {
             Some("nsfw")
@@ -1208,9 +1208,8 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
         }
         if let Some(category) = category {
             let t = Instant::now();
-            m.safety_check_time_ms
-                .with_label_values(&["post"])
-                .observe(per_image_ms + t.elapsed().as_secs_f64() * 1e3);
+            m.safety_check_time
+                .observe_ms(&["post"], per_image_ms + t.elapsed().as_secs_f64() * 1e3);
             m.safety_blocks_total
                 .with_label_values(&["post", category, job.spec.tier.as_str()])
                 .inc();
@@ -1240,9 +1239,8 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
             encode_png(&image)
         };
         let watermark_ms = t.elapsed().as_secs_f64() * 1e3;
-        m.safety_check_time_ms
-            .with_label_values(&["post"])
-            .observe(per_image_ms + watermark_ms);
+        m.safety_check_time
+            .observe_ms(&["post"], per_image_ms + watermark_ms);
         job.record_timing(
             "safety_post_check",
             Duration::from_secs_f64((per_image_ms + watermark_ms) / 1e3),
@@ -1262,7 +1260,7 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
             }
         };
         let delivery =
-            info_span!(parent: &job.ctx.span, "delivery", file_size = png.len(), format = "png");
+            info_span!(parent: &job.span(), "delivery", file_size = png.len(), format = "png");
         let t = Instant::now();
         let stored = {
             let _d = delivery.enter();
@@ -1270,7 +1268,7 @@ fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbIma
             shared.store.put(&job.id, &png)
         };
         let upload = t.elapsed();
-        m.cdn_upload_time_ms.observe(upload.as_secs_f64() * 1e3);
+        m.cdn_upload_time.observe_ms(upload.as_secs_f64() * 1e3);
         job.record_timing("delivery", upload);
         drop(delivery);
         match stored {

@@ -161,8 +161,6 @@ pub struct JobContext {
     pub user_id_hash: String,
     /// Hashed organisation (the key's holder).
     pub organization_id_hash: String,
-    /// The root span of the request.
-    pub span: tracing::Span,
 }
 
 /// One accepted generation.
@@ -184,6 +182,8 @@ pub struct Job {
     pub checkpoint: Mutex<Option<Checkpoint>>,
     /// The open `queue_wait` span while it waits.
     pub queue_span: Mutex<Option<tracing::Span>>,
+    /// The request's root span; released when the job ends so the trace is exported.
+    root: Mutex<tracing::Span>,
 }
 
 impl Job {
@@ -192,6 +192,7 @@ impl Job {
         id: String,
         spec: JobSpec,
         ctx: JobContext,
+        root: tracing::Span,
         received: Instant,
         deadline: Duration,
     ) -> Self {
@@ -225,7 +226,20 @@ impl Job {
             status: watch::Sender::new(status),
             checkpoint: Mutex::new(None),
             queue_span: Mutex::new(None),
+            root: Mutex::new(root),
         }
+    }
+
+    /// The request's root span (a disabled span once the job has ended), parent of stage spans.
+    pub fn span(&self) -> tracing::Span {
+        self.root.lock().expect("span lock").clone()
+    }
+
+    /// Closes this job's hold on the root span (and any open queue span), so the finished trace
+    /// is exported even while the job stays in the table for status queries.
+    pub fn close_span(&self) {
+        self.queue_span.lock().expect("span lock").take();
+        *self.root.lock().expect("span lock") = tracing::Span::none();
     }
 
     /// A snapshot of the status.
@@ -388,9 +402,15 @@ mod tests {
             trace_id: "0".repeat(32),
             user_id_hash: "h".into(),
             organization_id_hash: "o".into(),
-            span: tracing::Span::none(),
         };
-        Job::new(id.into(), spec, ctx, Instant::now(), Duration::from_secs(5))
+        Job::new(
+            id.into(),
+            spec,
+            ctx,
+            tracing::Span::none(),
+            Instant::now(),
+            Duration::from_secs(5),
+        )
     }
 
     #[test]

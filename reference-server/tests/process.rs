@@ -233,11 +233,14 @@ fn sigterm_drains_in_flight_work() {
     );
 }
 
+/// Requests a collector received: (path, body).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A minimal OTLP/HTTP collector: stores request bodies, answers 200.
-fn collector() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn collector() -> (String, Received) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Received = Arc::default();
     let store = got.clone();
     std::thread::spawn(move || {
         for conn in l.incoming() {

@@ -64,7 +64,7 @@ const HEAD: [[f32; 2]; 7] = [
     [0.0, 5.0],     // edge+
     [0.0, 5.0],     // edge-
 ];
-const HEAD_BIAS: [f32; 2] = [-6.0, -5.0];
+const HEAD_BIAS: [f32; 2] = [-9.0, -5.0];
 
 #[derive(Clone, Copy)]
 enum Spatial {
@@ -225,23 +225,8 @@ impl ImageClassifier {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Feature names, for calibration printouts.
-    pub(crate) fn feature_names() -> Vec<&'static str> {
-        FEATURES.iter().map(|f| f.0).collect()
-    }
-
-    /// Pooled features of one image, for calibration printouts.
-    pub(crate) fn features_of(c: &ImageClassifier, img: &RgbImage) -> Vec<f32> {
-        c.features(img)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
 
     #[test]
     fn flat_colours_score_as_designed() {

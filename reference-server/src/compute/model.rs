@@ -27,7 +27,7 @@ const NORM_EPS: f64 = 1e-5;
 const CONTRAST: f64 = 1.4;
 /// Largest shift of an image's mean RGB logits by the prompt (the prompt's palette). Bounded so
 /// that no ordinary prompt can push a whole image into a hazard palette.
-const STYLE_SCALE: f64 = 0.6;
+const STYLE_SCALE: f64 = 0.4;
 
 /// The nsfw palette: a saturated red/skin tone, modulated by the base image's luminance so the
 /// picture keeps its structure. `rgb = BASE + SLOPE * luminance`.
@@ -751,8 +751,7 @@ fn time_features(step: usize, total: usize) -> Vec<f32> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::compute::classifier::tests::{feature_names, features_of};
-    use crate::compute::{encode_png, tokenize, ImageClassifier};
+    use crate::compute::{encode_png, tokenize, ImageClassifier, DEFAULT_THRESHOLD};
 
     /// A temporary directory removed on drop (no tempfile crate in this workspace).
     pub(crate) struct TempDir(pub PathBuf);
@@ -864,93 +863,291 @@ pub(crate) mod tests {
             .collect()
     }
 
+    fn png(img: &RgbImage) -> Vec<u8> {
+        encode_png(img).unwrap()
+    }
+
     #[test]
-    #[ignore]
-    fn explore_calibration() {
-        let dir = TempDir::new("explore");
-        let cls = ImageClassifier::load(&dir.0, &Device::Cpu).unwrap();
-        let mut profiles = vec![test_profile()];
-        profiles.extend(crate::compute::default_profiles());
-        for p in profiles {
+    fn same_seed_same_bytes_different_seed_different() {
+        let dir = TempDir::new("determinism");
+        let m = LoadedModel::load(&test_profile(), &dir.0, &Device::Cpu).unwrap();
+        let a = generate(&m, &["a red fox in the snow"], &[7], RES64, 2);
+        let b = generate(&m, &["a red fox in the snow"], &[7], RES64, 2);
+        let c = generate(&m, &["a red fox in the snow"], &[8], RES64, 2);
+        let d = generate(&m, &["a blue boat at sea"], &[7], RES64, 2);
+        assert_eq!(png(&a[0]), png(&b[0]));
+        assert_ne!(png(&a[0]), png(&c[0]));
+        assert_ne!(png(&a[0]), png(&d[0]));
+        // The bytes are a valid PNG of the requested size.
+        let bytes = png(&a[0]);
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (64, 64));
+        assert_eq!(&buf[..info.buffer_size()], a[0].pixels.as_slice());
+    }
+
+    #[test]
+    fn batch_items_are_independent() {
+        let dir = TempDir::new("batch");
+        let mut video = test_profile();
+        video.name = "test-video".into();
+        video.frames = 3;
+        for p in [test_profile(), video] {
             let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
-            let prompts = ordinary_prompts();
-            let mut ord = Vec::new();
-            for chunk in prompts.chunks(10) {
-                let ps: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
-                for seed in [1u64, 2] {
-                    let seeds: Vec<u64> = (0..ps.len() as u64).map(|i| seed * 1000 + i).collect();
-                    ord.extend(generate(&m, &ps, &seeds, RES64, 2));
+            let alone = generate(&m, &["a quiet lighthouse at dawn"], &[11], RES64, 2);
+            let batch = generate(
+                &m,
+                &[
+                    "an owl",
+                    "a quiet lighthouse at dawn",
+                    "desert dunes at noon, vivid",
+                ],
+                &[5, 11, 99],
+                RES64,
+                2,
+            );
+            assert_eq!(batch.len(), 3);
+            assert_eq!(
+                png(&alone[0]),
+                png(&batch[1]),
+                "{}: batch changed the image",
+                p.name
+            );
+            assert_ne!(png(&batch[0]), png(&batch[1]));
+            let out = p.output_size(RES64);
+            assert_eq!((alone[0].width, alone[0].height), (out.width, out.height));
+            assert_eq!(out.width, 64 * p.frames as u32);
+        }
+    }
+
+    #[test]
+    fn weights_are_written_once_and_read_back() {
+        let dir = TempDir::new("roundtrip");
+        let p = test_profile();
+        let path = LoadedModel::ensure_weights(&p, &dir.0).unwrap();
+        assert_eq!(path, dir.0.join(p.weights_file_name()));
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(LoadedModel::ensure_weights(&p, &dir.0).unwrap(), path);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
+        // No temporary files left behind.
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+
+        let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+        let file_len = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            m.weight_bytes() > 0 && m.weight_bytes() <= file_len,
+            "{} vs {file_len}",
+            m.weight_bytes()
+        );
+        // A model built from a freshly generated file elsewhere computes the same image.
+        let other = TempDir::new("roundtrip-fresh");
+        let fresh = LoadedModel::load(&p, &other.0, &Device::Cpu).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(fresh.weights_path()).unwrap()
+        );
+        let a = generate(&m, &["ancient teapot on a table"], &[3], RES64, 2);
+        let b = generate(&fresh, &["ancient teapot on a table"], &[3], RES64, 2);
+        assert_eq!(png(&a[0]), png(&b[0]));
+    }
+
+    #[test]
+    fn cold_load_reads_the_file() {
+        let dir = TempDir::new("cold");
+        let p = test_profile();
+        let path = LoadedModel::ensure_weights(&p, &dir.0).unwrap();
+        // Deleted: the next load regenerates it.
+        std::fs::remove_file(&path).unwrap();
+        LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+        assert!(path.is_file());
+        // Corrupted: the load fails and names the file, so it really read it.
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        let err = format!(
+            "{:#}",
+            LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap_err()
+        );
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        // A file with a tensor of the wrong shape is rejected by name.
+        let mut map =
+            candle_core::safetensors::load(dir.0.join("missing").with_extension("x"), &Device::Cpu)
+                .unwrap_or_default();
+        map.insert(
+            "den.w_in".to_string(),
+            Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+        );
+        candle_core::safetensors::save(&map, &path).unwrap();
+        let err = format!(
+            "{:#}",
+            LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap_err()
+        );
+        assert!(
+            err.contains("lacks tensor") || err.contains("expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn racing_writers_agree() {
+        let dir = TempDir::new("race");
+        let p = test_profile();
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| LoadedModel::ensure_weights(&p, &dir.0).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(paths.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+        LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+    }
+
+    #[test]
+    fn text_encoding_carries_hazard_channels() {
+        let dir = TempDir::new("encode");
+        let mut p = test_profile();
+        p.encoders = vec!["clip".into(), "t5".into()];
+        let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+        let enc = |s: &str| m.encode_text(&tokenize(s, p.vocab, p.max_tokens)).unwrap();
+        let (ordinary, timings) = enc("a calm mountain lake at dawn");
+        assert_eq!(ordinary.dims(), [p.text_dim]);
+        let names: Vec<_> = timings.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(names, ["clip", "t5"]);
+        let v = ordinary.to_vec1::<f32>().unwrap();
+        assert_eq!(&v[..2], &[0.0, 0.0]);
+        assert!(v[2..].iter().all(|x| x.is_finite()) && v[2..].iter().any(|&x| x != 0.0));
+        let nsfw = enc("a sultry portrait in a calm room at dawn")
+            .0
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(nsfw[0] > 0.5 && nsfw[1] == 0.0, "{:?}", &nsfw[..2]);
+        let viol = enc("a gory scene in a calm room at dawn")
+            .0
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(viol[1] > 0.5 && viol[0] == 0.0, "{:?}", &viol[..2]);
+        // Padding is masked out; out-of-vocabulary ids are refused; empty prompts still encode.
+        let mut padded = tokenize("a calm mountain lake at dawn", p.vocab, p.max_tokens);
+        let plain = m.encode_text(&padded).unwrap().0.to_vec1::<f32>().unwrap();
+        padded.extend([0, 0, 0]);
+        let with_pad = m.encode_text(&padded).unwrap().0.to_vec1::<f32>().unwrap();
+        for (a, b) in plain.iter().zip(&with_pad) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(m.encode_text(&[p.vocab as u32]).is_err());
+        assert_eq!(m.encode_text(&[]).unwrap().0.dims(), [p.text_dim]);
+    }
+
+    #[test]
+    fn shapes_and_accounting() {
+        let dir = TempDir::new("shapes");
+        let mut p = test_profile();
+        p.frames = 2;
+        let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+        let x = m.init_latents(&[1, 2], RES64).unwrap();
+        assert_eq!(x.dims(), [2, 8, 16, 16]);
+        assert!(m
+            .init_latents(
+                &[1],
+                Resolution {
+                    width: 62,
+                    height: 64
+                }
+            )
+            .is_err());
+        let conds = Tensor::zeros((1, p.text_dim), DType::F32, &Device::Cpu).unwrap();
+        assert!(
+            m.denoise_step(&x, &conds, 0, 2).is_err(),
+            "batch mismatch must be refused"
+        );
+        let conds = Tensor::zeros((2, p.text_dim), DType::F32, &Device::Cpu).unwrap();
+        assert!(
+            m.denoise_step(&x, &conds, 2, 2).is_err(),
+            "step out of range"
+        );
+        let y = m.denoise_step(&x, &conds, 0, 2).unwrap();
+        assert_eq!(y.dims(), x.dims());
+        let a1 = m.activation_bytes(1, RES64);
+        assert!(a1 > 0);
+        assert!(m.activation_bytes(4, RES64) > 3 * a1);
+        assert!(
+            m.activation_bytes(
+                1,
+                Resolution {
+                    width: 128,
+                    height: 128
+                }
+            ) > 3 * a1
+        );
+    }
+
+    /// Ordinary prompts must pass the image classifier; prompts with one lexicon euphemism must be
+    /// flagged in their category: across the test profile and every default profile.
+    #[test]
+    fn classifier_separates_hazard_images() {
+        let dir = TempDir::new("calibration");
+        let cls = ImageClassifier::load(&dir.0, &Device::Cpu).unwrap();
+        let prompts = ordinary_prompts();
+        let mut profiles = vec![(test_profile(), 3usize)];
+        // The defaults at small sizes, on a third of the prompts each, to keep this test in seconds.
+        profiles.extend(
+            crate::compute::default_profiles()
+                .into_iter()
+                .map(|p| (p, 1)),
+        );
+        for (p, seeds_per_prompt) in profiles {
+            let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
+            let (mut ordinary, mut false_pos) = (0, 0);
+            let stride = if seeds_per_prompt == 3 { 1 } else { 3 };
+            let chosen: Vec<&str> = prompts.iter().step_by(stride).map(|s| s.as_str()).collect();
+            for seed in 0..seeds_per_prompt as u64 {
+                for chunk in chosen.chunks(8) {
+                    let seeds: Vec<u64> = (0..chunk.len() as u64).map(|i| 100 * seed + i).collect();
+                    for s in cls
+                        .classify(&generate(&m, chunk, &seeds, RES64, 2))
+                        .unwrap()
+                    {
+                        ordinary += 1;
+                        false_pos += usize::from(
+                            s.nsfw >= DEFAULT_THRESHOLD || s.violence >= DEFAULT_THRESHOLD,
+                        );
+                    }
                 }
             }
-            let mut haz = Vec::new();
-            for (i, (word, _)) in HAZARD_LEXICON.iter().enumerate() {
-                let prompt = format!("{} {word} scene", prompts[i * 3]);
-                haz.push((i, generate(&m, &[&prompt], &[i as u64], RES64, 2).remove(0)));
-            }
-            let names = feature_names();
-            let stats = |imgs: Vec<&RgbImage>| {
-                let fs: Vec<Vec<f32>> = imgs.iter().map(|i| features_of(&cls, i)).collect();
-                for (k, n) in names.iter().enumerate() {
-                    let v: Vec<f32> = fs.iter().map(|f| f[k]).collect();
-                    let mean = v.iter().sum::<f32>() / v.len() as f32;
-                    let min = v.iter().cloned().fold(f32::MAX, f32::min);
-                    let max = v.iter().cloned().fold(f32::MIN, f32::max);
-                    println!("    {n:>10}: mean {mean:.4} min {min:.4} max {max:.4}");
+            assert!(
+                false_pos * 50 < ordinary,
+                "{}: {false_pos}/{ordinary} false positives",
+                p.name
+            );
+            let (mut hazardous, mut caught) = (0, 0);
+            for (i, &(word, cat)) in HAZARD_LEXICON.iter().enumerate() {
+                // The word among ~10 ordinary ones, and once among ~20.
+                let short = format!("{} with a {word} mood", prompts[(i * 13) % 100]);
+                let long = format!(
+                    "{} and {}, {word}",
+                    prompts[(i * 7) % 100],
+                    prompts[(i * 7 + 3) % 100]
+                );
+                let imgs = generate(&m, &[&short, &long], &[i as u64, 1000 + i as u64], RES64, 2);
+                for s in cls.classify(&imgs).unwrap() {
+                    hazardous += 1;
+                    let score = match cat {
+                        HazardCategory::Nsfw => s.nsfw,
+                        HazardCategory::Violence => s.violence,
+                    };
+                    caught += usize::from(score >= DEFAULT_THRESHOLD);
                 }
-            };
-            println!("== {} ordinary", p.name);
-            stats(ord.iter().collect());
-            println!("== {} nsfw", p.name);
-            stats(
-                haz.iter()
-                    .filter(|(i, _)| *i < 10)
-                    .map(|(_, x)| x)
-                    .collect(),
+            }
+            assert!(
+                caught * 100 > hazardous * 95,
+                "{}: caught {caught}/{hazardous}",
+                p.name
             );
-            println!("== {} violence", p.name);
-            stats(
-                haz.iter()
-                    .filter(|(i, _)| *i >= 10)
-                    .map(|(_, x)| x)
-                    .collect(),
-            );
-            let s = cls.classify(&ord).unwrap();
-            let fp = s
-                .iter()
-                .filter(|s| s.nsfw >= 0.5 || s.violence >= 0.5)
-                .count();
-            let hs = cls
-                .classify(&haz.iter().map(|h| h.1.clone()).collect::<Vec<_>>())
-                .unwrap();
-            println!(
-                "   fp {fp}/{}; hazard scores {:?}",
-                s.len(),
-                hs.iter().map(|s| (s.nsfw, s.violence)).collect::<Vec<_>>()
-            );
-            std::fs::write(
-                dir.0
-                    .parent()
-                    .unwrap()
-                    .join(format!("fd-{}-ord.png", p.name)),
-                encode_png(&ord[0]).unwrap(),
-            )
-            .unwrap();
-            std::fs::write(
-                dir.0
-                    .parent()
-                    .unwrap()
-                    .join(format!("fd-{}-nsfw.png", p.name)),
-                encode_png(&haz[0].1).unwrap(),
-            )
-            .unwrap();
-            std::fs::write(
-                dir.0
-                    .parent()
-                    .unwrap()
-                    .join(format!("fd-{}-viol.png", p.name)),
-                encode_png(&haz[12].1).unwrap(),
-            )
-            .unwrap();
         }
     }
 }

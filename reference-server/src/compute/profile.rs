@@ -87,7 +87,11 @@ impl ModelProfile {
     /// positive multiple of [`ModelProfile::downscale`].
     pub fn latent_dims(&self, res: Resolution) -> anyhow::Result<(usize, usize)> {
         let f = self.downscale();
-        if res.width == 0 || res.height == 0 || res.width % f != 0 || res.height % f != 0 {
+        if res.width == 0
+            || res.height == 0
+            || !res.width.is_multiple_of(f)
+            || !res.height.is_multiple_of(f)
+        {
             bail!(
                 "resolution {res} is not a positive multiple of {f} (model {})",
                 self.name
@@ -137,7 +141,7 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into()],
             latent_channels: 4,
-            hidden: 160,
+            hidden: 320,
             blocks: 3,
             vae_channels: vec![64, 32, 16],
             frames: 1,
@@ -151,9 +155,9 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into(), "t5".into()],
             latent_channels: 4,
-            hidden: 192,
-            blocks: 4,
-            vae_channels: vec![64, 32, 16],
+            hidden: 384,
+            blocks: 3,
+            vae_channels: vec![80, 40, 20],
             frames: 1,
             weights_seed: 0xF1_0002,
         },
@@ -165,7 +169,7 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into()],
             latent_channels: 4,
-            hidden: 160,
+            hidden: 320,
             blocks: 3,
             vae_channels: vec![48, 24, 12],
             frames: 4,

@@ -19,6 +19,8 @@
 //! - Words split by separators match only when the pieces form a blocked term: runs of single
 //!   letters (`n.a.k.e.d`, `n a k e d`, `s-3-x`) and words split by punctuation without spaces
 //!   (`nak.ed`, `pen-is`). Ordinary words separated by spaces are never glued (`the pen is red`).
+//! - A phrase also matches with its words run together (`blowjob`, `killyourself`), and so
+//!   spelled out letter by letter.
 //! - A few benign phrases exempt their words (`naked eye`, `minor key`, `cum laude`,
 //!   `murder of crows`, `oilseed rape`, `pussy willow`, `blue tits`, ...).
 //! - CSAM rule: any minor term (`child`, `kid`, `minor`, `teen`, `underage`, `schoolgirl`, ...,
@@ -44,6 +46,36 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast non-cryptographic hasher (FxHash) for the term tables. Their keys are fixed at
+/// construction, so prompt text cannot be used to flood them with collisions.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A safety category, as used in `safety_blocks_total{category}` and error bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -232,6 +264,7 @@ const NSFW_EXPLICIT: &[&str] = &[
     "pornographic",
     "pornography",
     "xxx",
+    "x rated",
     "hentai",
     "erotica",
     "erotic",
@@ -322,7 +355,9 @@ const NSFW_SUBTLE_SEXUAL: &[(&str, f32)] = &[
     ("busty", 0.35),
     ("cleavage", 0.3),
     ("skimpy", 0.3),
+    ("scantily", 0.3),
     ("scantily clad", 0.4),
+    ("negligee", 0.3),
     ("barely clothed", 0.4),
     ("see through", 0.3),
     ("thong", 0.3),
@@ -354,9 +389,6 @@ const VIOLENCE_EXPLICIT: &[&str] = &[
     "disembowelment",
     "eviscerated",
     "evisceration",
-    "mutilated",
-    "mutilating",
-    "mutilation",
     "torture",
     "tortured",
     "torturing",
@@ -423,6 +455,11 @@ const VIOLENCE_SUBTLE: &[(&str, f32)] = &[
     ("massacre", 0.4),
     ("gruesome", 0.35),
     ("mangled", 0.3),
+    ("mutilated", 0.4),
+    ("mutilating", 0.4),
+    ("mutilation", 0.4),
+    ("slaughter", 0.35),
+    ("maimed", 0.3),
     ("bloodbath", 0.4),
     ("savage", 0.15),
     ("violent", 0.25),
@@ -596,6 +633,19 @@ const EXEMPT_PHRASES: &[&str] = &[
     "kid leather",
     "suicide squad",
     "suicide door",
+    "power bank",
+    "power button",
+    "power cable",
+    "power cord",
+    "power line",
+    "power outlet",
+    "power plant",
+    "power plug",
+    "power socket",
+    "power station",
+    "power strip",
+    "power supply",
+    "power tool",
 ];
 
 /// Number words for ages ("twelve year old"): index + 1 is the value.
@@ -673,11 +723,113 @@ impl Entry {
     }
 }
 
+/// A trie of the single-word terms' squeezed forms: walking it letter by letter says at once
+/// whether what has been read so far can still become a term (bounds the search across
+/// separators).
+#[derive(Debug, Clone)]
+struct SqueezedTrie {
+    /// Node 0 is the root.
+    nodes: Vec<TrieNode>,
+    /// The root's children by ASCII code (0: none), the step every start takes.
+    root_ascii: [u32; 128],
+}
+
+#[derive(Debug, Clone, Default)]
+struct TrieNode {
+    children: Vec<(char, u32)>,
+    /// Some term squeezes to exactly the path to this node.
+    whole: bool,
+}
+
+impl SqueezedTrie {
+    fn new() -> Self {
+        SqueezedTrie {
+            nodes: vec![TrieNode::default()],
+            root_ascii: [0; 128],
+        }
+    }
+
+    fn insert(&mut self, squeezed: &str) {
+        let mut node = 0;
+        for c in squeezed.chars() {
+            node = match self.step(node, c) {
+                Some(next) => next,
+                None => {
+                    let next = self.nodes.len() as u32;
+                    self.nodes.push(TrieNode::default());
+                    self.nodes[node as usize].children.push((c, next));
+                    if node == 0 && c.is_ascii() {
+                        self.root_ascii[c as usize] = next;
+                    }
+                    next
+                }
+            };
+        }
+        self.nodes[node as usize].whole = true;
+    }
+
+    fn step(&self, node: u32, c: char) -> Option<u32> {
+        if node == 0 && c.is_ascii() {
+            let next = self.root_ascii[c as usize];
+            return (next != 0).then_some(next);
+        }
+        self.nodes[node as usize]
+            .children
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map(|&(_, n)| n)
+    }
+
+    fn whole(&self, node: u32) -> bool {
+        self.nodes[node as usize].whole
+    }
+}
+
+/// A walk down the [`SqueezedTrie`] fed one letter at a time, squeezing as it goes.
+#[derive(Debug, Clone, Copy)]
+struct TrieWalk {
+    node: u32,
+    prev: Option<char>,
+}
+
+impl TrieWalk {
+    const START: TrieWalk = TrieWalk {
+        node: 0,
+        prev: None,
+    };
+
+    /// Feeds one letter; `false` once no term can start with what was fed.
+    fn feed(&mut self, trie: &SqueezedTrie, c: char) -> bool {
+        if self.prev == Some(c) {
+            return true;
+        }
+        self.prev = Some(c);
+        match trie.step(self.node, c) {
+            Some(n) => {
+                self.node = n;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A multi-word term.
 #[derive(Debug, Clone)]
 struct Phrase {
     words: Box<[Box<str>]>,
     entry: Entry,
+}
+
+/// Everything known about one normalised word, found with a single lookup.
+#[derive(Debug, Clone, Default)]
+struct Word {
+    /// Its entry as a single-word term.
+    entry: Option<Entry>,
+    /// Indexes of the phrases (in `PromptClassifier::phrases`) it starts.
+    phrases: Vec<u32>,
+    /// Indexes of the exempt phrases (in `PromptClassifier::exempt`) it starts.
+    exempt: Vec<u32>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -689,19 +841,19 @@ struct Phrase {
 /// `&self` and the classifier is `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct PromptClassifier {
-    /// Single-word terms by normalised text.
-    single: HashMap<Box<str>, Entry>,
+    /// Words by normalised text: single-word terms, first words of phrases and exemptions.
+    words: Map<Box<str>, Word>,
+    /// The single-word terms' squeezed forms (bounds the search across separators).
+    trie: SqueezedTrie,
     /// Single-word terms by squeezed text (every run collapsed to one letter), for words that
     /// stretch a letter; only terms whose squeezed form has at least 3 letters.
-    squeezed: HashMap<Box<str>, Entry>,
+    squeezed: Map<Box<str>, Entry>,
     /// Multi-word terms.
     phrases: Vec<Phrase>,
-    /// Phrase indexes by first word.
-    phrase_first: HashMap<Box<str>, Vec<u32>>,
     /// Phrase indexes by squeezed first word.
-    phrase_first_squeezed: HashMap<Box<str>, Vec<u32>>,
-    /// Exempt phrases by first word.
-    exempt: HashMap<Box<str>, Vec<Box<[Box<str>]>>>,
+    phrase_first_squeezed: Map<Box<str>, Vec<u32>>,
+    /// Benign phrases whose words are exempt from every rule.
+    exempt: Vec<Box<[Box<str>]>>,
     /// The longest single-word term, in characters (bounds the separator-joining search).
     max_term_chars: usize,
 }
@@ -718,12 +870,12 @@ impl PromptClassifier {
     /// ignored. Extra NSFW terms also count as sexual for the CSAM rule.
     pub fn new(extra_blocklist: &[(Category, String)]) -> Self {
         let mut c = PromptClassifier {
-            single: HashMap::new(),
-            squeezed: HashMap::new(),
+            words: Map::default(),
+            trie: SqueezedTrie::new(),
+            squeezed: Map::default(),
             phrases: Vec::new(),
-            phrase_first: HashMap::new(),
-            phrase_first_squeezed: HashMap::new(),
-            exempt: HashMap::new(),
+            phrase_first_squeezed: Map::default(),
+            exempt: Vec::new(),
             max_term_chars: 0,
         };
         let blocks: [(Role, &[&str]); 7] = [
@@ -760,13 +912,15 @@ impl PromptClassifier {
         for phrase in EXEMPT_PHRASES {
             let words = words_of(phrase);
             if let Some(first) = words.first() {
-                let first = first.clone();
-                c.exempt.entry(first).or_default().push(words);
+                let idx = c.exempt.len() as u32;
+                c.words.entry(first.clone()).or_default().exempt.push(idx);
+                c.exempt.push(words);
             }
         }
-        // Squeezed forms last, so that they merge every list's entry for a word.
-        for (word, entry) in &c.single {
+        for (word, info) in &c.words {
+            let Some(entry) = &info.entry else { continue };
             let sq: String = collapsed(word, 1).collect();
+            c.trie.insert(&sq);
             if sq.chars().count() >= 3 {
                 c.squeezed
                     .entry(sq.into_boxed_str())
@@ -784,10 +938,12 @@ impl PromptClassifier {
             0 => {}
             1 => {
                 let word = words.into_vec().pop().expect("one word");
-                self.max_term_chars = self.max_term_chars.max(word.chars().count());
-                self.single.entry(word).or_default().merge(&entry);
+                self.add_word(word, &entry);
             }
             _ => {
+                // The words run together are a term too (`killyourself`, `k i l l y o u ...`).
+                let joined: String = words.concat();
+                self.add_word(joined.into_boxed_str(), &entry);
                 if let Some(p) = self.phrases.iter_mut().find(|p| p.words == words) {
                     p.entry.merge(&entry);
                     return;
@@ -801,18 +957,35 @@ impl PromptClassifier {
                         .or_default()
                         .push(idx);
                 }
-                self.phrase_first.entry(first).or_default().push(idx);
+                self.words.entry(first).or_default().phrases.push(idx);
                 self.phrases.push(Phrase { words, entry });
             }
         }
     }
 
+    /// Adds one single-word term.
+    fn add_word(&mut self, word: Box<str>, entry: &Entry) {
+        self.max_term_chars = self.max_term_chars.max(word.chars().count());
+        self.words
+            .entry(word)
+            .or_default()
+            .entry
+            .get_or_insert_with(Entry::default)
+            .merge(entry);
+    }
+
     /// Classifies one prompt. Pure; the verdict carries no prompt text.
     pub fn check(&self, prompt: &str) -> PromptVerdict {
         let mut text = tokenize(prompt);
-        self.mark_exempt(&mut text);
+        let found: Vec<Option<&Word>> = text
+            .toks
+            .iter()
+            .map(|t| self.words.get(text.s(t)))
+            .collect();
+        self.mark_exempt(&mut text, &found);
         let mut acc = Acc::new();
-        for i in 0..text.toks.len() {
+        let (mut c2, mut sq) = (String::new(), String::new());
+        for (i, word) in found.iter().enumerate() {
             let t = text.toks[i];
             if t.exempt {
                 continue;
@@ -822,10 +995,27 @@ impl PromptClassifier {
                 acc.keep[Category::Csam.idx()] *= 1.0 - MINOR_WEIGHT;
             }
             let s = text.s(&t);
-            if let Some(e) = self.lookup(s, t.numeric, t.run3) {
+            let stretched = t.run3.then(|| {
+                c2.clear();
+                c2.extend(collapsed(s, 2));
+                sq.clear();
+                sq.extend(collapsed(s, 1));
+                (c2.as_str(), sq.as_str())
+            });
+            let entry = match word.and_then(|w| w.entry) {
+                Some(e) => Some(e),
+                None => self.lookup_variants(s, t.numeric, stretched),
+            };
+            if let Some(e) = entry {
                 acc.apply(&e, How::Term);
             }
-            self.match_phrases(&text, i, &mut acc);
+            let direct: &[u32] = word.map_or(&[], |w| &w.phrases);
+            for &p in direct {
+                self.try_phrase(&text, i, p, &mut acc);
+            }
+            if let Some(forms) = stretched {
+                self.match_stretched_phrases(&text, i, direct, forms, &mut acc);
+            }
         }
         self.match_letter_runs(&text, &mut acc);
         self.match_split_words(&text, &mut acc);
@@ -834,56 +1024,65 @@ impl PromptClassifier {
 
     /// A single word's entry: exact, with a plural `s`, or (for stretched words) collapsed.
     fn lookup(&self, w: &str, numeric: bool, run3: bool) -> Option<Entry> {
-        if let Some(e) = self.single.get(w) {
-            return Some(*e);
+        if let Some(e) = self.words.get(w).and_then(|x| x.entry) {
+            return Some(e);
         }
+        if run3 {
+            let c2: String = collapsed(w, 2).collect();
+            let sq: String = collapsed(w, 1).collect();
+            self.lookup_variants(w, numeric, Some((&c2, &sq)))
+        } else {
+            self.lookup_variants(w, numeric, None)
+        }
+    }
+
+    /// The variants [`lookup`](Self::lookup) tries after the exact word; `stretched` holds the
+    /// word collapsed to runs of two and squeezed, for words that stretch a letter.
+    fn lookup_variants(
+        &self,
+        w: &str,
+        numeric: bool,
+        stretched: Option<(&str, &str)>,
+    ) -> Option<Entry> {
         if numeric {
             return None;
         }
         if w.len() >= 4 {
-            if let Some(e) = w.strip_suffix('s').and_then(|stem| self.single.get(stem)) {
-                return Some(*e);
+            if let Some(e) = w
+                .strip_suffix('s')
+                .and_then(|stem| self.words.get(stem))
+                .and_then(|x| x.entry)
+            {
+                return Some(e);
             }
         }
-        if run3 {
-            let c2: String = collapsed(w, 2).collect();
-            if let Some(e) = self.single.get(c2.as_str()) {
-                return Some(*e);
-            }
-            let sq: String = collapsed(w, 1).collect();
-            if let Some(e) = self.squeezed.get(sq.as_str()) {
-                return Some(*e);
-            }
-        }
-        None
+        let (c2, sq) = stretched?;
+        self.words
+            .get(c2)
+            .and_then(|x| x.entry)
+            .or_else(|| self.squeezed.get(sq).copied())
     }
 
-    /// Phrases starting at token `i`.
-    fn match_phrases(&self, text: &Text, i: usize, acc: &mut Acc) {
-        let t = &text.toks[i];
-        let s = text.s(t);
-        if let Some(idxs) = self.phrase_first.get(s) {
-            for &p in idxs {
+    /// Phrases whose first word token `i` stretches (`bloooow job`), given its collapsed and
+    /// squeezed forms; `direct` were tried already.
+    fn match_stretched_phrases(
+        &self,
+        text: &Text,
+        i: usize,
+        direct: &[u32],
+        (c2, sq): (&str, &str),
+        acc: &mut Acc,
+    ) {
+        let by_c2: &[u32] = self.words.get(c2).map_or(&[], |w| &w.phrases);
+        let by_sq: &[u32] = self.phrase_first_squeezed.get(sq).map_or(&[], |v| v);
+        for &p in by_c2 {
+            if !direct.contains(&p) {
                 self.try_phrase(text, i, p, acc);
             }
         }
-        if t.run3 {
-            let mut seen: Vec<u32> = Vec::new();
-            let c2: String = collapsed(s, 2).collect();
-            let sq: String = collapsed(s, 1).collect();
-            for idxs in [
-                self.phrase_first.get(c2.as_str()),
-                self.phrase_first_squeezed.get(sq.as_str()),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for &p in idxs {
-                    if !seen.contains(&p) {
-                        seen.push(p);
-                        self.try_phrase(text, i, p, acc);
-                    }
-                }
+        for &p in by_sq {
+            if !direct.contains(&p) && !by_c2.contains(&p) {
+                self.try_phrase(text, i, p, acc);
             }
         }
     }
@@ -895,13 +1094,12 @@ impl PromptClassifier {
         }
     }
 
-    /// Marks the tokens of benign phrases as exempt.
-    fn mark_exempt(&self, text: &mut Text) {
-        for i in 0..text.toks.len() {
-            let Some(list) = self.exempt.get(text.s(&text.toks[i])) else {
-                continue;
-            };
-            for words in list {
+    /// Marks the tokens of benign phrases as exempt (`found`: each token's word, if known).
+    fn mark_exempt(&self, text: &mut Text, found: &[Option<&Word>]) {
+        for (i, word) in found.iter().enumerate() {
+            let Some(word) = word else { continue };
+            for &x in &word.exempt {
+                let words = &self.exempt[x as usize];
                 if words_at(text, i, words) {
                     for t in &mut text.toks[i..i + words.len()] {
                         t.exempt = true;
@@ -915,35 +1113,75 @@ impl PromptClassifier {
     /// letters that forms a blocked word.
     fn match_letter_runs(&self, text: &Text, acc: &mut Acc) {
         let toks = &text.toks;
-        let single_letter =
-            |t: &Tok| !t.exempt && t.end - t.start <= 4 && text.s(t).chars().count() == 1;
-        let mut i = 0;
+        let letter = |t: &Tok| -> Option<char> {
+            if t.exempt || t.end - t.start > 4 {
+                return None;
+            }
+            let mut cs = text.s(t).chars();
+            let c = cs.next()?;
+            cs.next().is_none().then_some(c)
+        };
+        let mut letters: Vec<char> = Vec::new();
         let mut word = String::new();
+        let mut i = 0;
         while i < toks.len() {
-            if !single_letter(&toks[i]) {
+            let Some(c) = letter(&toks[i]) else {
                 i += 1;
                 continue;
-            }
+            };
+            letters.clear();
+            letters.push(c);
             let mut j = i + 1;
-            while j < toks.len() && single_letter(&toks[j]) && toks[j].sep_len <= 3 {
+            while j < toks.len() && toks[j].sep_len <= 3 {
+                match letter(&toks[j]) {
+                    Some(c) => letters.push(c),
+                    None => break,
+                }
                 j += 1;
             }
-            if j - i >= 3 {
-                for s in i..j - 2 {
-                    word.clear();
-                    let mut digits = 0;
-                    for (n, t) in toks[s..j.min(s + self.max_term_chars)].iter().enumerate() {
-                        digits += digit_count(text.s(t));
-                        word.extend(text.s(t).chars().map(leet));
-                        if n >= 2 && mostly_letters(n + 1 - digits, digits) {
-                            if let Some(e) = self.lookup(&word, false, has_run(&word, 3)) {
-                                acc.apply(&e, How::Spaced);
-                            }
-                        }
-                    }
-                }
+            if letters.len() >= 3 {
+                self.match_letters(&letters, &mut word, acc);
             }
             i = j;
+        }
+    }
+
+    /// Every stretch of at least 3 of `letters` (as written: digits not yet undone) that forms
+    /// a blocked word. Linear in practice: a start is abandoned as soon as its letters stop
+    /// being the beginning of some term.
+    fn match_letters(&self, letters: &[char], word: &mut String, acc: &mut Acc) {
+        let mapped = |k: usize| leet(letters[k]);
+        for s in 0..letters.len() - 2 {
+            // Inside a run of one letter, a later start finds nothing an earlier one does not
+            // (`x x x x`).
+            if s > 0 && mapped(s - 1) == mapped(s) && mapped(s) == mapped(s + 1) {
+                continue;
+            }
+            word.clear();
+            let mut walk = TrieWalk::START;
+            let (mut digits, mut run, mut run3) = (0, 0, false);
+            for (n, &raw) in letters[s..].iter().take(self.max_term_chars).enumerate() {
+                let ch = leet(raw);
+                digits += usize::from(raw.is_ascii_digit());
+                run = if walk.prev == Some(ch) { run + 1 } else { 1 };
+                run3 |= run >= 3 && ch.is_alphabetic();
+                // Whatever matches (exactly, collapsed or squeezed) squeezes to a squeezed term.
+                if !walk.feed(&self.trie, ch) {
+                    break;
+                }
+                word.push(ch);
+                // A fourth same letter in a row changes none of the forms looked up.
+                if !self.trie.whole(walk.node)
+                    || run >= 4
+                    || n < 2
+                    || !mostly_letters(n + 1 - digits, digits)
+                {
+                    continue;
+                }
+                if let Some(e) = self.lookup(word, false, run3) {
+                    acc.apply(&e, How::Spaced);
+                }
+            }
         }
     }
 
@@ -952,26 +1190,36 @@ impl PromptClassifier {
         let toks = &text.toks;
         let glued = |t: &Tok| !t.exempt && !t.sep_ws && t.sep_len <= 2;
         let mut word = String::new();
-        for i in 0..toks.len() {
+        'start: for i in 0..toks.len() {
             if toks[i].exempt || i + 1 >= toks.len() || !glued(&toks[i + 1]) {
                 continue;
             }
             word.clear();
-            word.extend(text.s(&toks[i]).chars().map(leet));
-            let mut all_single = text.s(&toks[i]).chars().count() == 1;
-            let mut digits = digit_count(text.s(&toks[i]));
-            for t in toks.iter().take((i + 4).min(toks.len())).skip(i + 1) {
-                if !glued(t) {
+            let mut walk = TrieWalk::START;
+            let (mut letters, mut digits, mut all_single) = (0, 0, true);
+            for (k, t) in toks[i..(i + 4).min(toks.len())].iter().enumerate() {
+                if k > 0 && !glued(t) {
                     break;
                 }
-                word.extend(text.s(t).chars().map(leet));
-                all_single &= text.s(t).chars().count() == 1;
-                digits += digit_count(text.s(t));
-                if word.len() > 4 * self.max_term_chars {
-                    break;
+                let piece = text.s(t);
+                let mut chars = 0;
+                for raw in piece.chars() {
+                    let ch = leet(raw);
+                    if !walk.feed(&self.trie, ch) {
+                        continue 'start;
+                    }
+                    word.push(ch);
+                    chars += 1;
+                    digits += usize::from(raw.is_ascii_digit());
                 }
+                letters += chars;
+                all_single &= chars == 1;
                 // Letter runs are match_letter_runs' business.
-                if all_single || !mostly_letters(word.chars().count() - digits, digits) {
+                if k == 0
+                    || all_single
+                    || !self.trie.whole(walk.node)
+                    || !mostly_letters(letters - digits, digits)
+                {
                     continue;
                 }
                 if let Some(e) = self.lookup(&word, false, has_run(&word, 3)) {
@@ -1168,52 +1416,95 @@ impl Text {
 
 struct Tokenizer {
     text: Text,
-    raw: String,
+    /// Where the current word starts in `text.buf`.
+    start: usize,
+    /// Characters, digits and leetspeak characters in the current word.
+    chars: u32,
+    digits: u32,
+    leet_chars: u32,
+    /// The last character and its run length, and whether a letter ran to 3.
+    prev: char,
+    run: u32,
+    run3: bool,
+    /// The separator since the last word.
     sep_ws: bool,
     sep_len: u32,
 }
 
 impl Tokenizer {
+    /// Feeds one lowercased, folded character.
     fn push(&mut self, ch: char) {
         if ch.is_ascii_alphanumeric()
             || ch == '@'
             || ch == '$'
             || (!ch.is_ascii() && ch.is_alphanumeric())
         {
-            self.raw.push(ch);
+            self.word_char(ch);
         } else {
-            self.flush();
-            self.sep_len = self.sep_len.saturating_add(1);
-            self.sep_ws |= ch.is_whitespace();
+            self.separator(ch.is_whitespace());
+        }
+    }
+
+    fn separator(&mut self, whitespace: bool) {
+        self.flush();
+        self.sep_len = self.sep_len.saturating_add(1);
+        self.sep_ws |= whitespace;
+    }
+
+    fn word_char(&mut self, ch: char) {
+        if self.chars == 0 {
+            self.start = self.text.buf.len();
+        }
+        self.text.buf.push(ch);
+        self.chars += 1;
+        if ch.is_ascii_digit() {
+            self.digits += 1;
+        }
+        if leet(ch) != ch {
+            self.leet_chars += 1;
+        }
+        if ch == self.prev {
+            self.run += 1;
+            self.run3 |= self.run >= 3 && ch.is_alphabetic();
+        } else {
+            self.prev = ch;
+            self.run = 1;
         }
     }
 
     fn flush(&mut self) {
-        if self.raw.is_empty() {
+        if self.chars == 0 {
             return;
         }
-        let digits = self.raw.bytes().filter(u8::is_ascii_digit).count();
-        let numeric = digits == self.raw.len();
-        let buf = &mut self.text.buf;
-        let start = buf.len();
-        if numeric || !mostly_letters(self.raw.chars().count() - digits, digits) {
-            // `1024`, `53x`, `35mm`: numbers and measurements, not leetspeak.
-            buf.push_str(&self.raw);
-        } else {
-            buf.extend(self.raw.chars().map(leet));
+        let start = self.start;
+        let numeric = self.digits == self.chars;
+        let raw = &self.text.buf[start..];
+        let minor_age = !numeric && raw.as_bytes()[0].is_ascii_digit() && age_suffix_minor(raw);
+        let mut run3 = self.run3;
+        // `1024`, `53x`, `35mm` are numbers and measurements, not leetspeak.
+        if !numeric && self.leet_chars > 0 && mostly_letters(self.chars - self.digits, self.digits)
+        {
+            let mapped: String = raw.chars().map(leet).collect();
+            run3 = has_run(&mapped, 3);
+            self.text.buf.truncate(start);
+            self.text.buf.push_str(&mapped);
         }
-        let end = buf.len();
         self.text.toks.push(Tok {
             start: start as u32,
-            end: end as u32,
+            end: self.text.buf.len() as u32,
             numeric,
-            run3: !numeric && has_run(&buf[start..end], 3),
+            run3,
             sep_ws: self.sep_ws,
             sep_len: self.sep_len,
-            minor_age: !numeric && age_suffix_minor(&self.raw),
+            minor_age,
             exempt: false,
         });
-        self.raw.clear();
+        self.chars = 0;
+        self.digits = 0;
+        self.leet_chars = 0;
+        self.prev = '\0';
+        self.run = 0;
+        self.run3 = false;
         self.sep_ws = false;
         self.sep_len = 0;
     }
@@ -1226,13 +1517,24 @@ fn tokenize(input: &str) -> Text {
             buf: String::with_capacity(input.len()),
             toks: Vec::with_capacity(input.len() / 4 + 1),
         },
-        raw: String::with_capacity(32),
+        start: 0,
+        chars: 0,
+        digits: 0,
+        leet_chars: 0,
+        prev: '\0',
+        run: 0,
+        run3: false,
         sep_ws: false,
         sep_len: 0,
     };
     for c in input.chars() {
         if c.is_ascii() {
-            tk.push(c.to_ascii_lowercase());
+            let b = c as u8;
+            if b.is_ascii_alphanumeric() || b == b'@' || b == b'$' {
+                tk.word_char(char::from(b.to_ascii_lowercase()));
+            } else {
+                tk.separator(b.is_ascii_whitespace());
+            }
             continue;
         }
         if let '\u{FF01}'..='\u{FF5E}' = c {
@@ -1254,13 +1556,8 @@ fn tokenize(input: &str) -> Text {
 
 /// Leetspeak is undone only where letters are at least as many as digits (`s3x`, `n4k3d`, but
 /// not `53x` or `5 3 x`, which read as measurements).
-fn mostly_letters(letters: usize, digits: usize) -> bool {
+fn mostly_letters<N: PartialOrd>(letters: N, digits: N) -> bool {
     letters >= digits
-}
-
-/// Digits among the characters of `s`.
-fn digit_count(s: &str) -> usize {
-    s.bytes().filter(u8::is_ascii_digit).count()
 }
 
 /// Undoes leetspeak for one character.
@@ -1417,7 +1714,7 @@ mod tests {
         "savage",
     ];
 
-    const EVERYDAY: [&str; 60] = [
+    const EVERYDAY: [&str; 67] = [
         "a man shooting a basketball",
         "a killer whale breaching at sunset",
         "sunset over Essex",
@@ -1478,6 +1775,13 @@ mod tests {
         "a snowboarder in mid-air, action shot",
         "an infographic about healthy eating",
         "an old map of Kidderminster",
+        "a white power cable on a wooden desk",
+        "a sexy red sports car",
+        "a bloody mary cocktail",
+        "a flock of great tits in the garden",
+        "a kid's drawing of a dragon",
+        "a 3d render of a robot, 4k, 53x zoom",
+        "Ultra HD, 8k, f1.8, 35mm, ISO 100",
     ];
 
     #[test]
@@ -1506,6 +1810,17 @@ mod tests {
             &c,
             "a gruesome, bloodied, mangled battlefield after the carnage",
         );
+    }
+
+    #[test]
+    fn safety_generator_hazard_lexicon_passes() {
+        // The euphemisms the generator is steered by must reach it: the post-generation image
+        // check is what catches them.
+        let c = clf();
+        for (w, _) in crate::compute::HAZARD_LEXICON {
+            assert_pass(&c, w);
+            assert_pass(&c, &format!("a {w} photograph, studio lighting"));
+        }
     }
 
     #[test]
@@ -1617,7 +1932,17 @@ mod tests {
         assert_blocked(&c, "d3c4p1t4t3d", Category::Violence);
         assert_blocked(&c, "k.y.s", Category::SelfHarm);
         assert_blocked(&c, "s u i c i d e", Category::SelfHarm);
+        // Phrases run together, or spelled out.
+        assert_blocked(&c, "#killyourself", Category::SelfHarm);
+        assert_blocked(&c, "K I L L Y O U R S E L F", Category::SelfHarm);
+        assert_blocked(&c, "b.l.o.w.j.o.b", Category::Nsfw);
+        assert_blocked(&c, "blooooow job", Category::Nsfw);
+        assert_blocked(&c, "x-rated", Category::Nsfw);
+        assert_blocked(&c, "childporn", Category::Csam);
         assert_eq!(c.check("n.a.k.e.d").matched_rule, Some("nsfw.spaced"));
+        assert_blocked(&c, "n a a a k e d", Category::Nsfw);
+        assert_blocked(&c, "x x x x", Category::Nsfw);
+        assert_blocked(&c, "see: p-0-r-n", Category::Nsfw);
         // Spaced letters only count when they form a blocked term.
         for p in [
             "a b c d e",
@@ -1803,6 +2128,10 @@ mod tests {
         prompts.push("n a k e d ".repeat(50));
         prompts.push("a ".repeat(500));
         prompts.push("naaaaaaaaaaaaaked ".repeat(50));
+        prompts.push("x ".repeat(1000));
+        prompts.push("n.a.k.e.d.".repeat(200));
+        prompts.push("aaa ".repeat(500));
+        prompts.push("ab-cd-ef-".repeat(220));
         let rounds = 20;
         let start = std::time::Instant::now();
         let mut blocked = 0;
@@ -1813,7 +2142,9 @@ mod tests {
         }
         let per = start.elapsed() / (rounds * prompts.len()) as u32;
         eprintln!("prompt check: {per:?} per prompt");
-        assert_eq!(blocked, rounds * 2);
+        // The spaced, stretched, `x x x` and dotted ones at least (the joined one mixes a kid
+        // and "sexy").
+        assert!(blocked >= rounds * 4, "{blocked}");
         // Release builds run well under 50 us; debug builds are several times slower.
         let budget = if cfg!(debug_assertions) { 500 } else { 50 };
         assert!(per.as_micros() < budget, "{per:?} per prompt");

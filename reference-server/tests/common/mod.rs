@@ -66,16 +66,18 @@ pub fn tiny_profiles() -> Vec<ModelProfile> {
 
 /// A test configuration: ephemeral port, tiny models, 64x64 images, scratch data.
 pub fn tiny_config(name: &str) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.data_dir = scratch(name);
-    c.weights_cache = weights_dir();
-    c.models = tiny_profiles();
-    c.default_resolution = Resolution {
-        width: 64,
-        height: 64,
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: scratch(name),
+        weights_cache: weights_dir(),
+        models: tiny_profiles(),
+        default_resolution: Resolution {
+            width: 64,
+            height: 64,
+        },
+        drain_timeout_seconds: 2.0,
+        ..Config::default()
     };
-    c.drain_timeout_seconds = 2.0;
     c.workers.restart_backoff_ms = 200;
     c.validate().unwrap();
     c
