@@ -12,7 +12,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{client, weights_dir, TestServer};
+use common::{client, start, weights_dir, TestServer};
 use reference_server::compute::{encode_png, tokenize, ImageClassifier, LoadedModel};
 use reference_server::config::{Config, DEV_API_KEY};
 use reference_server::types::Resolution;
@@ -81,7 +81,7 @@ fn main() {
     one.workers.count = 1;
     one.batching.max_batch = 1;
     one.batching.max_wait_ms = 0;
-    let server = TestServer::start(one);
+    let server = start(one);
     // Warm both paths (weights paged in, model warm on the worker).
     bare_generation(&model, &classifier, res, 1);
     server_generation(&server, 1);
@@ -113,7 +113,7 @@ fn main() {
     );
 
     // Saturation: default workers and batching, many clients at once.
-    let server = TestServer::start(cfg.clone());
+    let server = start(cfg.clone());
     server_generation(&server, 0);
     let started = Instant::now();
     let clients = 8;

@@ -100,3 +100,68 @@ impl Server {
         Ok(())
     }
 }
+
+/// A server running on its own runtime thread until dropped: for tests, benchmarks and tools
+/// that need a live reference server in-process.
+pub struct BackgroundServer {
+    /// `http://ADDR`.
+    pub base: String,
+    /// The engine behind it.
+    pub engine: Engine,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl BackgroundServer {
+    /// Starts `cfg` and returns once it is bound (use `listen: 127.0.0.1:0` for a free port).
+    pub fn start(cfg: Config) -> anyhow::Result<BackgroundServer> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("reference-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Runtime::new()?;
+                rt.block_on(async move {
+                    let server = match Server::bind(cfg).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let msg = format!("{e:#}");
+                            let _ = tx.send(Err(e));
+                            anyhow::bail!(msg);
+                        }
+                    };
+                    let _ = tx.send(Ok((server.addr(), server.engine().clone())));
+                    server
+                        .serve(async move {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                })
+            })?;
+        let (addr, engine) = rx
+            .recv()
+            .context("the server thread ended before binding")??;
+        Ok(BackgroundServer {
+            base: format!("http://{addr}"),
+            engine,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// An absolute URL for a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[test]
 fn every_tier_generates_synchronously() {
-    let s = TestServer::start(tiny_config("tiers"));
+    let s = start(tiny_config("tiers"));
     for tier in ["turbo", "fast", "relax"] {
         let (code, _, v) = generate(&s, req("a lighthouse on a cliff at dawn", tier));
         assert_eq!(code, 200, "{tier}: {v}");
@@ -56,7 +56,7 @@ fn every_tier_generates_synchronously() {
 
 #[test]
 fn async_jobs_report_progress_and_finish() {
-    let s = TestServer::start(tiny_config("async"));
+    let s = start(tiny_config("async"));
     let mut body = req("a mountain village in winter", "fast");
     body["mode"] = json!("async");
     body["steps"] = json!(40);
@@ -84,7 +84,7 @@ fn cancel_running_and_queued_jobs() {
     let mut cfg = tiny_config("cancel");
     cfg.workers.count = 1;
     cfg.batching.max_batch = 1;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let mut long = req("a slow painting of the sea", "relax");
     long["mode"] = json!("async");
     long["steps"] = json!(150);
@@ -143,7 +143,7 @@ fn cancel_running_and_queued_jobs() {
 
 #[test]
 fn same_request_and_seed_give_the_same_png() {
-    let s = TestServer::start(tiny_config("determinism"));
+    let s = start(tiny_config("determinism"));
     let fetch = |seed: u64, model: &str| {
         let (code, _, v) = generate(
             &s,
@@ -183,7 +183,7 @@ fn bad_input_is_refused_with_json_errors_while_others_are_served() {
     limited.user = "limited".into();
     limited.tiers = vec![reference_server::types::Tier::Relax];
     cfg.api_keys.push(limited);
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
 
     // A good request keeps running in the background throughout.
     let good_url = s.url("/v1/generations");
@@ -427,7 +427,7 @@ fn jobs_are_private_to_their_key() {
     other.key = "another-tenant-key".into();
     other.user = "tenant-b".into();
     cfg.api_keys.push(other);
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let (code, _, v) = generate(&s, req("a private sketch", "fast"));
     assert_eq!(code, 200);
     let id = v["id"].as_str().unwrap();
@@ -449,7 +449,7 @@ fn rate_limit_answers_429_with_retry_after() {
     let mut cfg = tiny_config("ratelimit");
     cfg.api_keys[0].rate_limit_per_second = 0.5;
     cfg.api_keys[0].burst = 2;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let mut codes = Vec::new();
     for _ in 0..4 {
         let mut b = req("a pebble", "turbo");
@@ -467,7 +467,7 @@ fn rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn health_readiness_and_traceparent() {
-    let s = TestServer::start(tiny_config("health"));
+    let s = start(tiny_config("health"));
     assert_eq!(get_json(&s, "/healthz"), (200, json!({"status": "ok"})));
     assert_eq!(get_json(&s, "/readyz"), (200, json!({"status": "ready"})));
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

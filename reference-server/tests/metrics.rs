@@ -54,7 +54,7 @@ fn drive_traffic(s: &TestServer) {
 
 #[test]
 fn live_exposition_matches_catalog_and_passes_promtool() {
-    let s = TestServer::start(tiny_config("metrics-base"));
+    let s = start(tiny_config("metrics-base"));
     drive_traffic(&s);
     let text = scrape(&s);
 
@@ -140,7 +140,7 @@ fn live_exposition_matches_catalog_and_passes_promtool() {
 fn seed_ms_units_export_the_seed_names_in_milliseconds() {
     let mut cfg = tiny_config("metrics-seed-ms");
     cfg.metric_units = MetricUnits::SeedMs;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let (code, _, v) = generate(&s, req("a lighthouse on a cliff at dawn", "turbo"));
     assert_eq!(code, 200, "{v}");
     let text = scrape(&s);

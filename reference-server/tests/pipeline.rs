@@ -24,7 +24,7 @@ fn burst_past_capacity_keeps_priority_and_loses_nothing() {
     cfg.tiers.relax.queue_cap = 10;
     cfg.api_keys[0].burst = 10_000;
     cfg.api_keys[0].rate_limit_per_second = 10_000.0;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
 
     // 90 requests, interleaved tiers, as fast as 6 threads can send them.
     let tiers = ["relax", "fast", "turbo"];
@@ -124,7 +124,7 @@ fn burst_past_capacity_keeps_priority_and_loses_nothing() {
 
 #[test]
 fn unsafe_prompts_are_blocked_before_and_after_generation() {
-    let s = TestServer::start(tiny_config("safety"));
+    let s = start(tiny_config("safety"));
     // Explicit: caught by the prompt check.
     let (code, _, v) = generate(&s, req("a naked person on a beach", "fast"));
     assert_eq!(code, 422, "{v}");
@@ -189,7 +189,7 @@ fn compatible_requests_share_a_batch() {
     cfg.workers.count = 1;
     cfg.batching.max_batch = 4;
     cfg.batching.max_wait_ms = 200;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let url = s.url("/v1/generations");
     let hs: Vec<_> = (0..4)
         .map(|i| {
@@ -229,7 +229,7 @@ fn a_dead_workers_checkpointed_job_resumes_elsewhere_with_the_same_image() {
     cfg.workers.count = 2;
     cfg.workers.checkpoint_every_steps = 3;
     cfg.batching.max_batch = 1;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let body = json!({"prompt": "a river through a canyon", "model": "video-mini", "steps": 60,
         "resolution": "256x256", "seed": 3, "tier": "relax"});
     let (code, _, reference) = generate(&s, body.clone());
@@ -297,7 +297,7 @@ fn a_tier_deadline_fails_the_job_with_504() {
     let mut cfg = tiny_config("deadline");
     cfg.workers.count = 1;
     cfg.tiers.turbo.deadline_seconds = 0.3;
-    let s = TestServer::start(cfg);
+    let s = start(cfg);
     let (code, _, v) = generate(
         &s,
         json!({"prompt": "an endless staircase", "tier": "turbo", "steps": 150, "resolution": "512x512"}),

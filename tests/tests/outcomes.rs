@@ -2,7 +2,7 @@
 //! contract between `firedrill` (which counts outcomes) and `reference-server` (which causes them).
 
 use firedrill::outcome::{classify_body, OutcomeClass};
-use firedrill_e2e::RunningServer;
+use reference_server::app::BackgroundServer;
 use reference_server::compute::ModelProfile;
 use reference_server::config::{Config, DEV_API_KEY};
 use reference_server::types::Resolution;
@@ -67,7 +67,7 @@ fn send(base: &str, key: &str, body: Value) -> OutcomeClass {
 
 #[test]
 fn server_answers_classify_into_the_harness_outcome_classes() {
-    let s = RunningServer::start(tiny_config());
+    let s = BackgroundServer::start(tiny_config()).unwrap();
     let b = &s.base;
     let mut seen = BTreeMap::new();
     let mut check = |name: &str, got: OutcomeClass, want: OutcomeClass| {

@@ -2,10 +2,9 @@
 //! small model profiles so tests run in seconds, and a blocking HTTP client.
 #![allow(dead_code)]
 
-use reference_server::app::Server;
+use reference_server::app::BackgroundServer;
 use reference_server::compute::ModelProfile;
 use reference_server::config::{Config, DEV_API_KEY};
-use reference_server::engine::Engine;
 use reference_server::types::Resolution;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -84,59 +83,11 @@ pub fn tiny_config(name: &str) -> Config {
 }
 
 /// A server running in-process until dropped.
-pub struct TestServer {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// The engine behind it.
-    pub engine: Engine,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+pub type TestServer = BackgroundServer;
 
-impl TestServer {
-    /// Starts a server with `cfg` and waits until it answers.
-    pub fn start(cfg: Config) -> TestServer {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(cfg).await.unwrap();
-                tx.send((server.addr(), server.engine().clone())).unwrap();
-                server
-                    .serve(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let (addr, engine) = rx
-            .recv_timeout(Duration::from_secs(300))
-            .expect("server started");
-        TestServer {
-            base: format!("http://{addr}"),
-            engine,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-
-    /// An absolute URL for a path.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Starts a test server, panicking with the reason if it cannot start.
+pub fn start(cfg: Config) -> TestServer {
+    BackgroundServer::start(cfg).expect("server starts")
 }
 
 /// A blocking client with a generous timeout.
