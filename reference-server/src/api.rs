@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::jobs::{Job, JobContext, JobSpec, JobState, JobStatus};
 use crate::ratelimit::TokenBucket;
 use crate::safety::prompt::PromptClassifier;
-use crate::telemetry::{exported_trace_id, hash_id, random_hex, TraceParent};
+use crate::telemetry::{exported_ids, hash_id, random_hex, TraceParent};
 use crate::types::{Resolution, Tier};
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
@@ -325,15 +325,28 @@ async fn create_generation(State(st): State<AppState>, headers: HeaderMap, body:
     if let Some(p) = &parent {
         p.adopt(&root);
     }
-    let trace_id = exported_trace_id(&root)
+    let exported = exported_ids(&root);
+    let span_id = exported
+        .as_ref()
+        .map_or_else(|| random_hex(8), |e| e.1.clone());
+    let trace_id = exported
+        .map(|e| e.0)
         .or_else(|| parent.as_ref().map(|p| p.trace_id.clone()))
         .unwrap_or_else(|| random_hex(16));
     let id = format!("gen-{}", random_hex(8));
     root.record("request_id", id.as_str());
-    let mut resp = submit(&st, &headers, body, received, root.clone(), &trace_id, id)
-        .instrument(root)
-        .await;
-    if let Ok(v) = HeaderValue::from_str(&format!("00-{trace_id}-{}-01", random_hex(8))) {
+    let mut resp = submit(
+        &st,
+        &headers,
+        body,
+        received,
+        root.clone(),
+        (&trace_id, &span_id),
+        id,
+    )
+    .instrument(root)
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&format!("00-{trace_id}-{span_id}-01")) {
         resp.headers_mut().insert("traceparent", v);
     }
     resp
@@ -345,7 +358,7 @@ async fn submit(
     body: Body,
     received: Instant,
     root: tracing::Span,
-    trace_id: &str,
+    (trace_id, span_id): (&str, &str),
     id: String,
 ) -> Response {
     let cfg = &st.cfg;
@@ -467,9 +480,9 @@ async fn submit(
         let event = "prompt_blocked";
         if category == "csam" {
             m.csam_detections_total.inc();
-            error!(event = "csam_detected", severity = "CRITICAL", request_id = %id, trace_id, stage = "pre", user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
+            error!(event = "csam_detected", severity = "CRITICAL", request_id = %id, trace_id, span_id, stage = "pre", user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
         }
-        info!(event, request_id = %id, trace_id, stage = "pre", category, rule = verdict.matched_rule.unwrap_or(""), safety.prompt_passed = false, user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
+        info!(event, request_id = %id, trace_id, span_id, stage = "pre", category, rule = verdict.matched_rule.unwrap_or(""), safety.prompt_passed = false, user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
         return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "content_blocked",
@@ -547,6 +560,7 @@ async fn submit(
         },
         JobContext {
             trace_id: trace_id.to_owned(),
+            span_id: span_id.to_owned(),
             user_id_hash: user_id_hash.clone(),
             organization_id_hash: organization_id_hash.clone(),
         },
@@ -567,11 +581,11 @@ async fn submit(
             m.requests_total
                 .with_label_values(&[tier, status, &model])
                 .inc();
-            warn!(event = "request_rejected", request_id = %id, trace_id, code = e.code, user_context.tier = tier);
+            warn!(event = "request_rejected", request_id = %id, trace_id, span_id, code = e.code, user_context.tier = tier);
             return e.into_response();
         }
     }
-    info!(event = "request_received", request_id = %id, trace_id, mode = if sync { "sync" } else { "async" }, config.model = %model, config.steps = v.steps, config.resolution = %v.resolution, safety.prompt_passed = true, user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
+    info!(event = "request_received", request_id = %id, trace_id, span_id, mode = if sync { "sync" } else { "async" }, config.model = %model, config.steps = v.steps, config.resolution = %v.resolution, safety.prompt_passed = true, user_context.user_id_hash = %user_id_hash, user_context.tier = tier, user_context.organization_id_hash = %organization_id_hash);
     if !sync {
         let mut body = serde_json::to_value(job.status()).unwrap_or_default();
         body["status_url"] = json!(format!("/v1/generations/{id}"));

@@ -157,6 +157,8 @@ pub struct JobSpec {
 pub struct JobContext {
     /// W3C trace id (32 hex).
     pub trace_id: String,
+    /// Id of the request's root span (16 hex).
+    pub span_id: String,
     /// Hashed user id.
     pub user_id_hash: String,
     /// Hashed organisation (the key's holder).
@@ -400,6 +402,7 @@ mod tests {
         };
         let ctx = JobContext {
             trace_id: "0".repeat(32),
+            span_id: "0".repeat(16),
             user_id_hash: "h".into(),
             organization_id_hash: "o".into(),
         };

@@ -88,11 +88,12 @@ impl TraceParent {
     }
 }
 
-/// The trace id of `span` as exported, when an OpenTelemetry layer is installed.
-pub fn exported_trace_id(span: &tracing::Span) -> Option<String> {
+/// The trace and span ids of `span` as exported, when an OpenTelemetry layer is installed.
+pub fn exported_ids(span: &tracing::Span) -> Option<(String, String)> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
 /// A fresh random id of `bytes` bytes in hex.
