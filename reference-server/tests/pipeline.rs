@@ -314,3 +314,111 @@ fn a_tier_deadline_fails_the_job_with_504() {
         1.0
     );
 }
+
+/// Weight bytes of a tiny test profile and its activation bytes for one 64x64 image, from a real load.
+fn footprint(model: &str) -> (u64, u64) {
+    let p = tiny_profiles()
+        .into_iter()
+        .find(|p| p.name == model)
+        .unwrap();
+    let m =
+        reference_server::compute::LoadedModel::load(&p, &weights_dir(), &candle_core::Device::Cpu)
+            .unwrap();
+    let res = reference_server::types::Resolution {
+        width: 64,
+        height: 64,
+    };
+    (m.weight_bytes(), m.activation_bytes(1, res))
+}
+
+fn weight_bytes(model: &str) -> u64 {
+    footprint(model).0
+}
+
+#[test]
+fn assignment_prefers_a_worker_with_the_model_warm() {
+    let mut cfg = tiny_config("warm-preference");
+    cfg.workers.count = 2;
+    let s = start(cfg);
+    for model in [
+        "sdxl-mini",
+        "flux-mini",
+        "sdxl-mini",
+        "flux-mini",
+        "sdxl-mini",
+    ] {
+        let (code, _, v) = generate(&s, json!({"prompt": "a bell", "model": model, "steps": 2}));
+        assert_eq!(code, 200, "{v}");
+    }
+    let m = scrape(&s);
+    assert_eq!(
+        metric_sum(&m, "warm_pool_requests_total", &[("result", "cold_start")]),
+        2.0
+    );
+    assert_eq!(
+        metric_sum(&m, "warm_pool_requests_total", &[("result", "hit")]),
+        3.0
+    );
+    assert!(metric_sum(&m, "model_load_seconds_count", &[("model", "flux-mini")]) == 1.0);
+}
+
+#[test]
+fn the_warm_pool_evicts_least_recently_used_models_under_the_vram_budget() {
+    let ((a, act_a), (b, act_b)) = (footprint("sdxl-mini"), footprint("flux-mini"));
+    let mut cfg = tiny_config("lru");
+    cfg.workers.count = 1;
+    // Room for either model with one image's activations, never for both models.
+    cfg.workers.vram_bytes = a.max(b) + act_a.max(act_b) + 1024;
+    assert!(
+        cfg.workers.vram_bytes < a + b,
+        "test models too small to contend"
+    );
+    let s = start(cfg);
+    for model in ["sdxl-mini", "sdxl-mini", "flux-mini", "sdxl-mini"] {
+        let (code, _, v) = generate(&s, json!({"prompt": "a bell", "model": model, "steps": 2}));
+        assert_eq!(code, 200, "{v}");
+    }
+    let m = scrape(&s);
+    // sdxl cold, sdxl hit, flux cold (evicts sdxl), sdxl cold again (evicts flux).
+    assert_eq!(
+        metric_sum(&m, "warm_pool_requests_total", &[("result", "cold_start")]),
+        3.0
+    );
+    assert_eq!(
+        metric_sum(&m, "warm_pool_requests_total", &[("result", "hit")]),
+        1.0
+    );
+    let used = metric_sum(&m, "gpu_memory_used_bytes", &[]);
+    let total = metric_sum(&m, "gpu_memory_total_bytes", &[]);
+    assert!(used > 0.0 && used <= total, "used {used} of {total}");
+    assert_eq!(
+        used as u64, a,
+        "after the last request only sdxl-mini is resident"
+    );
+}
+
+#[test]
+fn a_generation_that_fits_no_gpu_answers_503_gpu_oom() {
+    let a = weight_bytes("sdxl-mini");
+    let mut cfg = tiny_config("oom");
+    cfg.workers.count = 1;
+    cfg.workers.vram_bytes = a + (4 << 20);
+    let s = start(cfg);
+    let (code, _, v) = generate(&s, json!({"prompt": "small", "steps": 2}));
+    assert_eq!(code, 200, "{v}");
+    let (code, headers, v) = generate(
+        &s,
+        json!({"prompt": "huge", "steps": 2, "resolution": "1024x1024"}),
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["error"]["code"], "gpu_oom");
+    assert!(headers.contains_key("retry-after"));
+    // It disturbed nothing: the next small request still succeeds.
+    let (code, _, _) = generate(&s, json!({"prompt": "small again", "steps": 2}));
+    assert_eq!(code, 200);
+    let m = scrape(&s);
+    assert_eq!(
+        metric_sum(&m, "requests_total", &[("status", "failed")]),
+        1.0
+    );
+}
