@@ -1,6 +1,9 @@
 //! `firedrill`: a load-testing and chaos harness for GPU generation services.
 //!
-//! The scenario -> plan -> run -> verdict pipeline lands here issue by issue (see DESIGN.md);
-//! this crate starts with the outcome vocabulary every later part records results in.
+//! Scenario -> plan -> run -> verdict (see DESIGN.md). `scenario` parses and validates the
+//! YAML; `plan` compiles it, purely and deterministically for a seed; `outcome` is the
+//! vocabulary every result is counted in.
 
 pub mod outcome;
+pub mod plan;
+pub mod scenario;
