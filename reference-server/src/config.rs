@@ -318,6 +318,10 @@ impl Config {
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
             }
+            // The YAML library prefixes some messages with the path, which is reported apart.
+            if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+                message = rest.to_owned();
+            }
             ConfigError {
                 file: None,
                 position,

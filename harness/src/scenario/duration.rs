@@ -70,7 +70,7 @@ fn secs_to_dur(secs: f64) -> Result<Duration, String> {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             let s = ms / 1000;

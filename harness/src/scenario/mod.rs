@@ -2,9 +2,11 @@
 //! every error names the file, line, column and field path and says what was expected.
 
 mod duration;
+mod inputs;
 mod locate;
 
 pub use duration::Dur;
+pub use inputs::read_inputs;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -96,12 +98,13 @@ pub enum LoadModel {
 }
 
 /// The arrival process of the open model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "process")]
 pub enum Arrival {
     /// Evenly spaced at the stage's rate.
     Constant,
     /// Poisson: exponential gaps at the stage's rate.
+    #[default]
     Poisson,
     /// Gamma gaps: `burstiness` is the squared coefficient of variation (1 = Poisson, > 1 burstier).
     Gamma {
@@ -113,12 +116,6 @@ pub enum Arrival {
         /// The trace file, relative to the scenario file.
         file: PathBuf,
     },
-}
-
-impl Default for Arrival {
-    fn default() -> Self {
-        Arrival::Poisson
-    }
 }
 
 /// The traffic.
@@ -370,6 +367,10 @@ impl Scenario {
             let mut message = inner.to_string();
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
+            }
+            // The YAML library prefixes some messages with the path, which is reported apart.
+            if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+                message = rest.to_owned();
             }
             let position = inner
                 .location()

@@ -1,0 +1,116 @@
+//! `firedrill`: the command line.
+
+use clap::{Parser, Subcommand};
+use firedrill::plan::Plan;
+use firedrill::scenario::{json_schema, read_inputs, LoadModel, Scenario};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Load-testing and chaos harness for GPU generation services.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse a scenario, compile its plan and print a summary; sends nothing.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Print the JSON Schema of the scenario format (for editor completion).
+    Schema,
+}
+
+/// Exit codes: 0 pass, 1 expectations failed, 2 bad input, 3 target or infrastructure failure.
+const BAD_INPUT: u8 = 2;
+
+fn compile(path: &Path) -> Result<(Scenario, Plan), String> {
+    let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let inputs = read_inputs(&scenario, base).map_err(|e| e.to_string())?;
+    let plan = Plan::compile(&scenario, inputs).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((scenario, plan))
+}
+
+fn summary(s: &Scenario, p: &Plan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let target = match (&s.target.reference_server, &s.target.url) {
+        (Some(r), _) => format!(
+            "the embedded reference server ({} workers)",
+            r.workers.map_or("default".into(), |w| w.to_string())
+        ),
+        (_, Some(u)) => u.base.clone(),
+        _ => "?".into(),
+    };
+    let _ = writeln!(out, "scenario {:?} is valid (seed {})", s.name, s.seed);
+    let _ = writeln!(out, "target: {target}");
+    let unit = match p.model {
+        LoadModel::Open => "req/s",
+        LoadModel::Closed => "users",
+    };
+    let expected = p.expected_requests();
+    let expected = if expected.is_nan() {
+        "depends on the target".into()
+    } else {
+        format!("~{expected:.0}")
+    };
+    let _ = writeln!(
+        out,
+        "load: {:?} model, {:?} arrivals, {:.0} s, expected requests {expected}",
+        p.model,
+        p.arrival,
+        p.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16} {:<6} {:>8} {:>8} {:>16}",
+        "stage", "kind", "start", "length", unit
+    );
+    for st in &p.stages {
+        let values = if st.kind == "spike" {
+            format!("{} ^ {}", st.from, st.peak)
+        } else if st.from == st.to {
+            format!("{}", st.to)
+        } else {
+            format!("{} -> {}", st.from, st.to)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<6} {:>7.1}s {:>7.1}s {:>16}",
+            st.name, st.kind, st.start_s, st.duration_s, values
+        );
+    }
+    let _ = writeln!(out, "thresholds: {}", s.thresholds.len());
+    for t in &s.thresholds {
+        let _ = writeln!(out, "  {}", t.name);
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { scenario } => match compile(&scenario) {
+            Ok((s, p)) => {
+                print!("{}", summary(&s, &p));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("firedrill: {e}");
+                ExitCode::from(BAD_INPUT)
+            }
+        },
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json_schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}

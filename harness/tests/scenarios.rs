@@ -1,0 +1,121 @@
+//! Scenario files through the real `firedrill` binary: every malformed file under
+//! `tests/scenarios/bad/` is rejected with exit 2 and a message naming the line and field its
+//! first line declares (`# expect: LINE FIELD`; line 0 means "no line": the error is in a file the
+//! scenario names); the shipped scenarios validate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_firedrill");
+
+fn dir(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(sub)
+}
+
+#[test]
+fn malformed_scenarios_are_rejected_with_line_and_field() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir("tests/scenarios/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 15,
+        "only {} malformed scenarios",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .expect("first line declares the expectation");
+        let (line, field) = expect.split_once(' ').unwrap();
+        let out = Command::new(BIN).arg("validate").arg(f).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let name = f.file_name().unwrap().to_string_lossy();
+        if out.status.code() != Some(2) {
+            failures.push(format!(
+                "{name}: exit {:?}, stderr {err}",
+                out.status.code()
+            ));
+            continue;
+        }
+        if !out.stdout.is_empty() {
+            failures.push(format!("{name}: printed a summary for a bad file"));
+        }
+        if line != "0" && !err.contains(&format!("{}:{line}:", f.display())) {
+            failures.push(format!("{name}: expected line {line} in: {err}"));
+        }
+        if field != "." && !err.contains(&format!("field `{field}`")) {
+            failures.push(format!("{name}: expected field `{field}` in: {err}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn shipped_scenarios_validate_and_print_a_summary() {
+    for entry in std::fs::read_dir(dir("../scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("is valid"), "{stdout}");
+        assert!(stdout.contains("expected requests"), "{stdout}");
+    }
+}
+
+#[test]
+fn the_schema_describes_the_format() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let props = &v["properties"];
+    for key in [
+        "version",
+        "name",
+        "seed",
+        "target",
+        "load",
+        "observe",
+        "thresholds",
+    ] {
+        assert!(props.get(key).is_some(), "schema lacks {key}");
+    }
+    assert_eq!(
+        v["additionalProperties"], false,
+        "unknown fields must be refused by editors too"
+    );
+}
+
+#[test]
+fn a_missing_file_is_bad_input() {
+    let out = Command::new(BIN)
+        .args(["validate", "/nonexistent/scenario.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read scenario"));
+}
