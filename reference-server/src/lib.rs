@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod engine;
