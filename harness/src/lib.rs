@@ -8,3 +8,5 @@ pub mod load;
 pub mod outcome;
 pub mod plan;
 pub mod scenario;
+pub mod scrape;
+pub mod target;

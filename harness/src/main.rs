@@ -23,6 +23,9 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
+    /// Run the embedded reference server (what `firedrill run` starts as its child process).
+    #[command(hide = true)]
+    ReferenceServer(reference_server::cli::Args),
 }
 
 /// Exit codes: 0 pass, 1 expectations failed, 2 bad input, 3 target or infrastructure failure.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
                 ExitCode::from(BAD_INPUT)
             }
         },
+        Command::ReferenceServer(args) => reference_server::cli::run(args),
         Command::Schema => {
             println!(
                 "{}",
