@@ -7,6 +7,9 @@
 pub mod load;
 pub mod outcome;
 pub mod plan;
+pub mod record;
+pub mod run;
 pub mod scenario;
 pub mod scrape;
 pub mod target;
+pub mod verdict;

@@ -21,6 +21,17 @@ enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// Run a scenario: drive the target, scrape it, judge thresholds, write the record.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Output folder (default: a new folder under reports/out/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Length of the statistics windows.
+        #[arg(long, default_value = "5s")]
+        window: firedrill::scenario::Dur,
+    },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
@@ -95,6 +106,40 @@ fn summary(s: &Scenario, p: &Plan) -> String {
     out
 }
 
+fn run_command(scenario: &Path, out: Option<PathBuf>, window: std::time::Duration) -> ExitCode {
+    let server_exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("firedrill: cannot find my own executable: {e}");
+            return ExitCode::from(firedrill::run::exit::INFRA);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("firedrill: cannot start the runtime: {e}");
+            return ExitCode::from(firedrill::run::exit::INFRA);
+        }
+    };
+    let opts = firedrill::run::RunOptions {
+        out_dir: out,
+        server_exe,
+        send_delay_limit: std::time::Duration::from_millis(10),
+        window: window.max(std::time::Duration::from_millis(100)),
+    };
+    let outcome = rt.block_on(firedrill::run::run(scenario, opts));
+    if let Some(e) = &outcome.error {
+        eprintln!("firedrill: {e}");
+    }
+    if let Some(r) = &outcome.record {
+        println!("{}", firedrill::run::console_summary(r));
+    }
+    if let Some(dir) = &outcome.out_dir {
+        println!("record: {}", dir.join("record.json").display());
+    }
+    ExitCode::from(outcome.exit_code)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -109,6 +154,11 @@ fn main() -> ExitCode {
             }
         },
         Command::ReferenceServer(args) => reference_server::cli::run(args),
+        Command::Run {
+            scenario,
+            out,
+            window,
+        } => run_command(&scenario, out, window.0),
         Command::Schema => {
             println!(
                 "{}",

@@ -2,6 +2,8 @@
 //! HTTP or scenarios: its input is data. This first part renders the Markdown summary of
 //! outcome counts; plots, HTML, JUnit and comparison follow (see DESIGN.md).
 
+pub mod record;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -131,6 +131,13 @@ impl JsonSchema for Dur {
     }
 }
 
+impl std::str::FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        Dur::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Scraping a target's Prometheus metrics into an in-memory time-series store.
 //!
 //! Three layers, two of them pure:
-//! - [`parse`]: the Prometheus text exposition format 0.0.4 into an [`Exposition`];
+//! - [`mod@parse`]: the Prometheus text exposition format 0.0.4 into an [`Exposition`];
 //! - [`store`]: the [`SeriesStore`] the rule engine evaluates on (time as `i64` milliseconds),
 //!   with Prometheus' scrape semantics (`job`/`instance` labels, the synthetic `up` series,
 //!   staleness markers) in [`SeriesStore::ingest_scrape`];
@@ -15,8 +15,8 @@ pub mod store;
 pub use parse::{parse, Exposition, Family, MetricType, ParseError, Sample};
 pub use scraper::{ScrapeError, ScrapeStats, Scraper};
 pub use store::{
-    is_stale, stale_nan, IngestReport, MatchOp, Matcher, Metadata, OutOfOrder, Series,
-    SeriesRef, SeriesStore, TargetHealth, STALE_NAN_BITS,
+    is_stale, stale_nan, IngestReport, MatchOp, Matcher, Metadata, OutOfOrder, Series, SeriesRef,
+    SeriesStore, TargetHealth, STALE_NAN_BITS,
 };
 
 use serde::de::{MapAccess, Visitor};

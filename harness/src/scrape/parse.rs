@@ -377,7 +377,7 @@ impl Parser {
             c.pos += 1;
             labels = parse_labels(&mut c)?;
             c.skip_blanks();
-        } else if blanks == 0 {
+        } else if blanks == 0 && !c.at_end() {
             return Err(format!(
                 "unexpected {} after metric name {name:?}: expected '{{', a blank or a value",
                 c.found()
@@ -460,8 +460,7 @@ fn parse_labels(c: &mut Cursor<'_>) -> Result<Vec<(String, String)>, String> {
             // Show the whole offending word, not just its first character.
             let mut end = start;
             let bytes = c.s.as_bytes();
-            while end < bytes.len() && !matches!(bytes[end], b'=' | b',' | b'}' | b' ' | b'\t')
-            {
+            while end < bytes.len() && !matches!(bytes[end], b'=' | b',' | b'}' | b' ' | b'\t') {
                 end += 1;
             }
             let word = c.s.get(start..end).unwrap_or("");
@@ -640,7 +639,10 @@ mod tests {
         assert_eq!(v[5], 0.0);
         assert_eq!(v[6], f64::INFINITY);
         assert_eq!(v[7], 0.5);
-        assert!(e.families.iter().all(|f| !f.typed && f.kind == MetricType::Untyped));
+        assert!(e
+            .families
+            .iter()
+            .all(|f| !f.typed && f.kind == MetricType::Untyped));
     }
 
     #[test]
@@ -712,7 +714,11 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_what_was_expected() {
         let cases: &[(&str, usize, &str)] = &[
-            ("ok 1\nm{a=\"1\",a=\"2\"} 1\n", 2, "duplicate label name \"a\""),
+            (
+                "ok 1\nm{a=\"1\",a=\"2\"} 1\n",
+                2,
+                "duplicate label name \"a\"",
+            ),
             ("1abc 1\n", 1, "expected a metric name"),
             ("m-x 1\n", 1, "after metric name \"m\""),
             ("m{1a=\"x\"} 1\n", 1, "invalid label name \"1a\""),
@@ -729,16 +735,28 @@ mod tests {
             ("m abc\n", 1, "expected a float value for m, found \"abc\""),
             ("m 1 12.5\n", 1, "expected an integer timestamp"),
             ("m 1 12 extra\n", 1, "after the timestamp"),
-            ("# TYPE m counter\n# TYPE m gauge\n", 2, "second # TYPE line for m"),
+            (
+                "# TYPE m counter\n# TYPE m gauge\n",
+                2,
+                "second # TYPE line for m",
+            ),
             ("# HELP m a\n# HELP m b\n", 2, "second # HELP line for m"),
             ("m 1\n# TYPE m counter\n", 2, "after its samples"),
             ("# TYPE m countr\n", 1, "unknown metric type \"countr\""),
             ("# TYPE m\n", 1, "expected a type after # TYPE m"),
             ("# TYPE m counter extra\n", 1, "expected end of line"),
-            ("# TYPE 9m counter\n", 1, "expected a metric name after # TYPE"),
+            (
+                "# TYPE 9m counter\n",
+                1,
+                "expected a metric name after # TYPE",
+            ),
             ("# HELP\n", 1, "expected a metric name after # HELP"),
             ("# TYPE h histogram\nh_bucket 1\n", 2, "needs a le label"),
-            ("# TYPE h histogram\nh_bucket{le=\"x\"} 1\n", 2, "expected a float le"),
+            (
+                "# TYPE h histogram\nh_bucket{le=\"x\"} 1\n",
+                2,
+                "expected a float le",
+            ),
             ("# TYPE s summary\ns 1\n", 2, "needs a quantile label"),
         ];
         for (text, line, needle) in cases {
@@ -808,17 +826,55 @@ mod tests {
 
     #[test]
     fn random_garbage_never_panics() {
+        use std::time::Duration;
         const PIECES: &[&str] = &[
-            "#", " ", "\t", "HELP", "TYPE", "counter", "histogram", "summary", "m", "m_bucket",
-            "m_sum", "m_count", "{", "}", "\"", "\\", "\\\\", "\\\"", "\\n", "=", ",", "le",
-            "quantile", "1", "-", "+Inf", "NaN", "1e3", "9999999999999999999999", ".", "ü", "é\\",
-            "\n", "\r", "__name__", "_", ":", "0x1p3", "€",
+            "#",
+            " ",
+            "\t",
+            "HELP",
+            "TYPE",
+            "counter",
+            "histogram",
+            "summary",
+            "m",
+            "m_bucket",
+            "m_sum",
+            "m_count",
+            "{",
+            "}",
+            "\"",
+            "\\",
+            "\\\\",
+            "\\\"",
+            "\\n",
+            "=",
+            ",",
+            "le",
+            "quantile",
+            "1",
+            "-",
+            "+Inf",
+            "NaN",
+            "1e3",
+            "9999999999999999999999",
+            ".",
+            "ü",
+            "é\\",
+            "\n",
+            "\r",
+            "__name__",
+            "_",
+            ":",
+            "0x1p3",
+            "€",
         ];
         let seeds = [
             "# HELP m help \\n\n# TYPE m histogram\nm_bucket{le=\"1\"} 1\nm_sum 2\nm_count 1\n",
             "x{a=\"b\",c=\"d\",} 1 1000\n",
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut store = crate::scrape::SeriesStore::with_retention(Duration::from_secs(10));
+        let mut parsed = 0;
         for i in 0..20_000 {
             let mut s = String::new();
             if i % 3 == 0 {
@@ -847,10 +903,21 @@ mod tests {
                     s.push_str(PIECES[rng.below(PIECES.len())]);
                 }
             }
-            // Must return, never panic; errors must carry a real line number.
-            if let Err(e) = parse(&s) {
-                assert!(e.line >= 1 && e.line <= s.split('\n').count(), "{s:?}: {e}");
+            // Must return, never panic; errors must carry a real line number; whatever parses
+            // must ingest.
+            match parse(&s) {
+                Err(e) => {
+                    assert!(e.line >= 1 && e.line <= s.split('\n').count(), "{s:?}: {e}")
+                }
+                Ok(e) => {
+                    parsed += 1;
+                    store.ingest_scrape(i, "j", "i", Ok::<_, String>(&e), Default::default());
+                }
             }
         }
+        assert!(
+            parsed > 1000,
+            "only {parsed} inputs parsed: the generator is too harsh"
+        );
     }
 }

@@ -1,0 +1,402 @@
+//! `firedrill run`: scenario -> plan -> target -> load, scrape and record -> verdict -> record.
+//! The target started here is stopped on every exit path: normal end, error, and Ctrl-C.
+
+use crate::load::{run_closed, run_open, Endpoint, EngineConfig, Event, HttpClient};
+use crate::plan::Plan;
+use crate::record::{Recorder, RequestResult};
+use crate::scenario::{read_inputs, LoadModel, Scenario, TIERS};
+use crate::scrape::{Scraper, SeriesStore};
+use crate::target::{Target, TargetError};
+use reports::record::{
+    HistConfig, PlanSummary, RunRecord, ScenarioInfo, StageSummary, TargetInfo, TargetKind,
+    ToolInfo, Verdict, RECORD_VERSION,
+};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Exit codes.
+pub mod exit {
+    /// Every threshold held.
+    pub const PASS: u8 = 0;
+    /// A threshold or expectation failed.
+    pub const FAILED: u8 = 1;
+    /// The scenario (or something it names) is wrong.
+    pub const BAD_INPUT: u8 = 2;
+    /// The target or the harness's own infrastructure failed.
+    pub const INFRA: u8 = 3;
+}
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Output folder; default `reports/out/<name>-<time>`.
+    pub out_dir: Option<PathBuf>,
+    /// The binary that runs the reference server (`firedrill` itself).
+    pub server_exe: PathBuf,
+    /// Send delay p99 above this marks the run untrustworthy.
+    pub send_delay_limit: Duration,
+    /// Statistics window length.
+    pub window: Duration,
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Process exit code.
+    pub exit_code: u8,
+    /// Where outputs went (when it got that far).
+    pub out_dir: Option<PathBuf>,
+    /// The record written (when it got that far).
+    pub record: Option<RunRecord>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+impl RunOutcome {
+    fn failed(code: u8, error: String, out_dir: Option<PathBuf>) -> RunOutcome {
+        RunOutcome {
+            exit_code: code,
+            out_dir,
+            record: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// Runs a scenario file; prints progress to stderr.
+pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
+    let scenario = match Scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e.to_string(), None),
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let plan = match read_inputs(&scenario, base)
+        .map_err(|e| e.to_string())
+        .and_then(|i| Plan::compile(&scenario, i).map_err(|e| format!("{}: {e}", path.display())))
+    {
+        Ok(p) => Arc::new(p),
+        Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
+    };
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| crate::target::default_out_dir(&scenario.name));
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        return RunOutcome::failed(
+            exit::INFRA,
+            format!("cannot create {}: {e}", out_dir.display()),
+            None,
+        );
+    }
+    eprintln!("firedrill: {} -> {}", scenario.name, out_dir.display());
+    let mut target = match Target::start(&scenario, &opts.server_exe, &out_dir).await {
+        Ok(t) => t,
+        Err(TargetError::Config(e)) => {
+            return RunOutcome::failed(
+                exit::BAD_INPUT,
+                format!("{}: {e}", path.display()),
+                Some(out_dir),
+            )
+        }
+        Err(TargetError::Failed(e)) => return RunOutcome::failed(exit::INFRA, e, Some(out_dir)),
+    };
+    let result = drive(&scenario, plan.clone(), &target, &opts).await;
+    let server_exit = target.stop(Duration::from_secs(60)).await;
+    let (recorder, store, events, end, interrupted) = result;
+    let (windows, totals, outcomes, trust) = recorder.finish(end, opts.send_delay_limit);
+    let window_s = opts.window.as_secs_f64();
+    let thresholds = crate::verdict::judge(&scenario.thresholds, &windows, &totals, window_s);
+    let passed = !interrupted && thresholds.iter().all(|t| t.passed);
+    let exit_code = if interrupted {
+        exit::INFRA
+    } else if passed {
+        exit::PASS
+    } else {
+        exit::FAILED
+    };
+    let mut events = events;
+    if let Some(st) = server_exit.filter(|s| !s.success()) {
+        events.push(reports::record::Event {
+            t_s: end.as_secs_f64(),
+            kind: "target".into(),
+            name: "server_exit".into(),
+            detail: format!("the reference server exited with {st}"),
+        });
+    }
+    let series = {
+        let store = store.lock().expect("store lock");
+        serde_json::to_value(&*store).unwrap_or(serde_json::Value::Null)
+    };
+    let record = RunRecord {
+        version: RECORD_VERSION,
+        tool: ToolInfo {
+            name: "firedrill".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        scenario: ScenarioInfo {
+            name: scenario.name.clone(),
+            file: path.display().to_string(),
+            seed: scenario.seed,
+            source: std::fs::read_to_string(path).unwrap_or_default(),
+        },
+        plan: PlanSummary {
+            stages: plan
+                .stages
+                .iter()
+                .map(|s| StageSummary {
+                    name: s.name.clone(),
+                    kind: s.kind.into(),
+                    start_s: s.start_s,
+                    duration_s: s.duration_s,
+                    rate_from: s.from,
+                    rate_to: s.to,
+                })
+                .collect(),
+            expected_requests: plan.expected_requests(),
+            duration_s: plan.duration.as_secs_f64(),
+        },
+        started_at: reference_server::telemetry::rfc3339_millis(std::time::SystemTime::now() - end),
+        duration_s: end.as_secs_f64(),
+        target: TargetInfo {
+            kind: if target.kind == "url" {
+                TargetKind::Url
+            } else {
+                TargetKind::ReferenceServer
+            },
+            url: target.base.clone(),
+            metrics_url: Some(target.metrics_url.clone()),
+        },
+        window_s,
+        windows,
+        totals,
+        outcomes,
+        series,
+        events,
+        thresholds,
+        trust,
+        verdict: Verdict {
+            passed,
+            exit_code: exit_code as i32,
+        },
+    };
+    let record_path = out_dir.join("record.json");
+    if let Err(e) = record.write(&record_path) {
+        return RunOutcome::failed(
+            exit::INFRA,
+            format!("cannot write {}: {e}", record_path.display()),
+            Some(out_dir),
+        );
+    }
+    let summary = reports::OutcomeSummary {
+        scenario: scenario.name.clone(),
+        passed,
+        outcomes: record.outcomes.clone(),
+    };
+    let _ = std::fs::write(
+        out_dir.join("summary.md"),
+        reports::render_summary_md(&summary),
+    );
+    RunOutcome {
+        exit_code,
+        out_dir: Some(out_dir),
+        record: Some(record),
+        error: interrupted.then(|| "interrupted".to_owned()),
+    }
+}
+
+type Driven = (
+    Recorder,
+    Arc<Mutex<SeriesStore>>,
+    Vec<reports::record::Event>,
+    Duration,
+    bool,
+);
+
+/// Runs load, scraping and recording until the plan ends (or Ctrl-C).
+async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions) -> Driven {
+    let mut tiers: Vec<String> = TIERS.iter().map(|t| t.to_string()).collect();
+    tiers.push("default".into());
+    let mut recorder = Recorder::new(opts.window, tiers, HistConfig::default());
+    let retention = plan.duration + Duration::from_secs(900);
+    let store = Arc::new(Mutex::new(SeriesStore::with_retention(retention)));
+    let mut events = Vec::new();
+    let start = Instant::now();
+    let clock = move || start.elapsed().as_millis() as i64;
+
+    let interval = s.observe.scrape_interval.0;
+    let scraper = Scraper::new(
+        &target.metrics_url,
+        interval.max(Duration::from_millis(500)),
+    );
+    let scrape_task = match scraper {
+        Ok(sc) => {
+            let st = store.clone();
+            Some(tokio::spawn(sc.run(
+                st,
+                interval,
+                start + plan.duration + Duration::from_secs(3600),
+                clock,
+            )))
+        }
+        Err(e) => {
+            events.push(reports::record::Event {
+                t_s: 0.0,
+                kind: "scrape".into(),
+                name: "disabled".into(),
+                detail: e.to_string(),
+            });
+            None
+        }
+    };
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = EngineConfig {
+        request_timeout: s.load.request_timeout.0,
+        poll_interval: s.load.poll_interval.0,
+        max_in_flight: s.load.max_in_flight,
+        think_time: s.load.think_time.0,
+    };
+    let ep = Arc::new(Endpoint {
+        base: target.base.clone(),
+        api_key: target.api_key.clone(),
+    });
+    let engine = match plan.model {
+        LoadModel::Open => tokio::spawn(run_open(
+            plan.clone(),
+            HttpClient::new(),
+            ep,
+            cfg,
+            start,
+            tx,
+            stop_rx,
+        )),
+        LoadModel::Closed => tokio::spawn(run_closed(
+            plan.clone(),
+            HttpClient::new(),
+            ep,
+            cfg,
+            start,
+            tx,
+            stop_rx,
+        )),
+    };
+    for st in &plan.stages {
+        events.push(reports::record::Event {
+            t_s: st.start_s,
+            kind: "stage".into(),
+            name: format!("{}.start", st.name),
+            detail: st.kind.into(),
+        });
+    }
+
+    let tty = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_line = Instant::now();
+    let mut interrupted = false;
+    let total = plan.duration.as_secs_f64();
+    let mut in_flight: i64 = 0;
+    let mut done_recently = 0u64;
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::Offered { at }) => { recorder.note_offered(at); in_flight += 1; recorder.note_in_flight(at, in_flight.max(0) as usize); }
+                Some(Event::CapHit { at }) => recorder.note_cap_hit(at),
+                Some(Event::Done(c)) => {
+                    in_flight -= 1;
+                    done_recently += 1;
+                    recorder.record(&RequestResult { tier: c.tier, outcome: c.outcome.as_str().to_owned(), intended: c.intended, sent: c.sent, finished: c.finished });
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let p = recorder.progress();
+                let el = start.elapsed().as_secs_f64();
+                let errors: u64 = p.outcomes.iter().filter(|(k, _)| crate::outcome::OutcomeClass::ALL.iter().any(|c| c.as_str() == k.as_str() && c.is_error())).map(|(_, v)| v).sum();
+                let line = format!(
+                    "{:>5.0}/{:.0}s  offered {:>5.1}/s  achieved {:>5.1}/s  in flight {:>4}  p95 {}  errors {}{}",
+                    el.min(total), total,
+                    plan.value_at(el.min(total - 1e-9)),
+                    done_recently as f64,
+                    in_flight.max(0),
+                    p.p95_ms.map_or("-".into(), |v| format!("{:.0} ms", v)),
+                    errors,
+                    if p.in_flight_cap_hits > 0 { "  (in-flight cap hit: numbers not trustworthy)" } else { "" },
+                );
+                done_recently = 0;
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else if last_line.elapsed() >= Duration::from_secs(5) {
+                    eprintln!("{line}");
+                    last_line = Instant::now();
+                }
+                let _ = std::io::stderr().flush();
+            }
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                eprintln!("\nfiredrill: interrupted; stopping load and the target");
+                events.push(reports::record::Event { t_s: start.elapsed().as_secs_f64(), kind: "run".into(), name: "interrupted".into(), detail: "Ctrl-C".into() });
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    let _ = engine.await;
+    let end = start.elapsed();
+    if let Some(t) = scrape_task {
+        // One last scrape so counters include the final requests.
+        if let Ok(sc) = Scraper::new(&target.metrics_url, Duration::from_secs(2)) {
+            let _ = sc.scrape_into(&store, clock()).await;
+        }
+        t.abort();
+    }
+    (recorder, store, events, end, interrupted)
+}
+
+/// The end-of-run summary for the console: verdict, outcomes, latency per tier, thresholds, trust.
+pub fn console_summary(r: &RunRecord) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verdict = if r.verdict.passed { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} ({:.0} s, {} requests)",
+        r.scenario.name, r.duration_s, r.totals.completed
+    );
+    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(out, "  outcomes: {}", outcomes.join(", "));
+    for (tier, t) in &r.totals.per_tier {
+        if t.count == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {tier:<7} n={:<5} latency p50 {:.0} ms  p95 {:.0} ms  p99 {:.0} ms  (service p95 {:.0} ms)",
+            t.count, t.latency.p50_ms, t.latency.p95_ms, t.latency.p99_ms, t.service_time.p95_ms
+        );
+    }
+    for t in &r.thresholds {
+        let _ = writeln!(
+            out,
+            "  [{}] {}: {}",
+            if t.passed { "ok" } else { "FAILED" },
+            t.name,
+            t.detail
+        );
+    }
+    if !r.trust.trustworthy {
+        let _ = writeln!(
+            out,
+            "  numbers NOT trustworthy: {}",
+            r.trust.reasons.join("; ")
+        );
+    }
+    out
+}
