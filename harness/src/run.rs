@@ -106,11 +106,12 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     };
     let result = drive(&scenario, plan.clone(), &target, &opts).await;
     let server_exit = target.stop(Duration::from_secs(60)).await;
-    let (recorder, store, events, end, interrupted) = result;
+    let (recorder, store, events, end, stopped) = result;
+    let interrupted = stopped.interrupted;
     let (windows, totals, outcomes, trust) = recorder.finish(end, opts.send_delay_limit);
     let window_s = opts.window.as_secs_f64();
     let thresholds = crate::verdict::judge(&scenario.thresholds, &windows, &totals, window_s);
-    let passed = !interrupted && thresholds.iter().all(|t| t.passed);
+    let passed = !interrupted && !stopped.aborted && thresholds.iter().all(|t| t.passed);
     let exit_code = if interrupted {
         exit::INFRA
     } else if passed {
@@ -208,12 +209,21 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     }
 }
 
+/// Why the load stopped early, if it did.
+#[derive(Debug, Clone, Copy)]
+struct Stopped {
+    /// Ctrl-C.
+    interrupted: bool,
+    /// An `abort: true` threshold was breached.
+    aborted: bool,
+}
+
 type Driven = (
     Recorder,
     Arc<Mutex<SeriesStore>>,
     Vec<reports::record::Event>,
     Duration,
-    bool,
+    Stopped,
 );
 
 /// Runs load, scraping and recording until the plan ends (or Ctrl-C).
@@ -298,6 +308,7 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_line = Instant::now();
     let mut interrupted = false;
+    let mut aborted = false;
     let total = plan.duration.as_secs_f64();
     let mut in_flight: i64 = 0;
     let mut done_recently = 0u64;
@@ -329,6 +340,16 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
                     if p.in_flight_cap_hits > 0 { "  (in-flight cap hit: numbers not trustworthy)" } else { "" },
                 );
                 done_recently = 0;
+                if !interrupted {
+                    let min = s.load.stages.first().map_or(5.0, |st| st.duration.secs().min(10.0)).max(opts.window.as_secs_f64());
+                    if let Some(why) = crate::verdict::abort_breach(&s.thresholds, &recorder, el, min) {
+                        eprintln!("\nfiredrill: aborting: {why}");
+                        events.push(reports::record::Event { t_s: el, kind: "run".into(), name: "aborted".into(), detail: why });
+                        aborted = true;
+                        interrupted = true;
+                        let _ = stop_tx.send(true);
+                    }
+                }
                 if tty {
                     eprint!("\r{line}\x1b[K");
                 } else if last_line.elapsed() >= Duration::from_secs(5) {
@@ -357,7 +378,17 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
         }
         t.abort();
     }
-    (recorder, store, events, end, interrupted)
+    // An abort is a verdict (exit 1), an interruption is not (exit 3).
+    (
+        recorder,
+        store,
+        events,
+        end,
+        Stopped {
+            interrupted: interrupted && !aborted,
+            aborted,
+        },
+    )
 }
 
 /// The end-of-run summary for the console: verdict, outcomes, latency per tier, thresholds, trust.

@@ -206,3 +206,34 @@ pub fn judge(
         })
         .collect()
 }
+
+/// The first `abort: true` threshold breached by the whole run so far, with why; judged on the
+/// live recorder (windowed thresholds are judged on the run so far too: the record judges them
+/// properly at the end). Nothing is judged before `min_elapsed`, so a cold start cannot abort.
+pub fn abort_breach(
+    thresholds: &[Threshold],
+    rec: &crate::record::Recorder,
+    elapsed: f64,
+    min_elapsed: f64,
+) -> Option<String> {
+    if elapsed < min_elapsed {
+        return None;
+    }
+    thresholds.iter().filter(|t| t.abort).find_map(|t| {
+        let limit = Limit::of(t);
+        let observed = if let Some(l) = &t.latency {
+            rec.snapshot_quantile_ms(l.tier.as_deref(), l.percentile / 100.0)
+        } else {
+            let outcomes = rec.snapshot_outcomes(None);
+            let total: u64 = outcomes.values().sum();
+            if let Some(e) = &t.error_rate {
+                let bad: u64 = error_classes(e).iter().filter_map(|c| outcomes.get(c)).sum();
+                (total > 0).then(|| bad as f64 / total as f64)
+            } else {
+                let ok = outcomes.get(OutcomeClass::Ok.as_str()).copied().unwrap_or(0);
+                Some(ok as f64 / elapsed)
+            }
+        }?;
+        (!limit.passes(observed)).then(|| format!("threshold {:?} breached after {elapsed:.0} s: observed {observed:.3} {}, limit {} {}", t.name, limit.unit, limit.value, limit.unit))
+    })
+}

@@ -63,6 +63,44 @@ fn malformed_scenarios_are_rejected_with_line_and_field() {
     );
 }
 
+/// Every malformed file, through `firedrill run` against a live listener: exit 2, and not one
+/// connection reaches the listener.
+#[test]
+fn malformed_scenarios_send_nothing_when_run() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tmp =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bad-run-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for entry in std::fs::read_dir(dir("tests/scenarios/bad")).unwrap() {
+        let f = entry.unwrap().path();
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("http://127.0.0.1:9", &url);
+        let copy = tmp.join(f.file_name().unwrap());
+        std::fs::write(&copy, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(&copy)
+            .arg("--out")
+            .arg(tmp.join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "a malformed scenario sent a request"
+    );
+}
+
 #[test]
 fn shipped_scenarios_validate_and_print_a_summary() {
     for entry in std::fs::read_dir(dir("../scenarios")).unwrap() {

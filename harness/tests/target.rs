@@ -17,7 +17,7 @@ fn scenario(config: &str) -> Scenario {
     Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-const TINY_MODEL: &str = "      models:\n        - {name: sdxl-mini, vocab: 512, max_tokens: 16, text_dim: 16, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 16, blocks: 1, vae_channels: [8, 8], frames: 1, weights_seed: 3}\n";
+const TINY_MODEL: &str = "      models:\n        - {name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_server_starts_as_a_child_and_stops_on_sigterm() {

@@ -527,11 +527,27 @@ impl Recorder {
     /// p95 latency so far (whole run, from intended time) in ms, over one tier or all of them;
     /// `None` before the first result (or for a tier without results).
     pub fn snapshot_p95(&self, tier: Option<&str>) -> Option<f64> {
-        let t = match tier {
-            None => &self.overall,
-            Some(name) => self.total_tiers.get(self.tiers.get(name)?)?.as_ref()?,
-        };
-        (!t.latency.is_empty()).then(|| t.latency.value_at_quantile(0.95) as f64 / 1000.0)
+        self.snapshot_quantile_ms(tier, 0.95)
+    }
+
+    fn live_tier(&self, tier: Option<&str>) -> Option<&LiveTier> {
+        match tier {
+            None => Some(&self.overall),
+            Some(name) => self.total_tiers.get(self.tiers.get(name)?)?.as_ref(),
+        }
+    }
+
+    /// Latency quantile `q` (0..1) so far, in ms, over one tier or all; `None` without results.
+    pub fn snapshot_quantile_ms(&self, tier: Option<&str>, q: f64) -> Option<f64> {
+        let t = self.live_tier(tier)?;
+        (!t.latency.is_empty()).then(|| t.latency.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Results so far per outcome class label, over one tier or all.
+    pub fn snapshot_outcomes(&self, tier: Option<&str>) -> BTreeMap<String, u64> {
+        self.live_tier(tier)
+            .map(|t| t.outcome_map(&self.outcomes))
+            .unwrap_or_default()
     }
 
     /// Counts so far, for progress lines.
