@@ -19,9 +19,13 @@ pub fn trivial_server(cpu: usize) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         pin_to(cpu);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let app = axum::Router::new().fallback(|| async { axum::Json(serde_json::json!({"status": "succeeded"})) });
+            let app = axum::Router::new()
+                .fallback(|| async { axum::Json(serde_json::json!({"status": "succeeded"})) });
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             axum::serve(l, app).await.unwrap();

@@ -6,7 +6,7 @@
 #[path = "common.rs"]
 mod common;
 
-use firedrill::load::{run_closed, EngineConfig, Endpoint, Event, HttpClient};
+use firedrill::load::{run_closed, Endpoint, EngineConfig, Event, HttpClient};
 use firedrill::plan::{Plan, PlanInputs};
 use firedrill::scenario::Scenario;
 use std::process::Command;
@@ -17,18 +17,37 @@ const CONNECTIONS: usize = 64;
 
 fn firedrill_rps(addr: std::net::SocketAddr, secs: u64) -> f64 {
     let text = format!("version: 1\nname: peers\ntarget: {{url: {{base: 'http://{addr}'}}}}\nload:\n  model: closed\n  stages: [{{hold: {CONNECTIONS}, for: {secs}s}}]\n");
-    let plan = Arc::new(Plan::compile(&Scenario::parse(&text).unwrap(), PlanInputs::default()).unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plan =
+        Arc::new(Plan::compile(&Scenario::parse(&text).unwrap(), PlanInputs::default()).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     common::pin_to(0);
     let done = rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        let cfg = EngineConfig { request_timeout: Duration::from_secs(5), poll_interval: Duration::from_millis(100), max_in_flight: CONNECTIONS, think_time: Duration::ZERO };
-        let ep = Arc::new(Endpoint { base: format!("http://{addr}"), api_key: None });
-        run_closed(plan, HttpClient::new(), ep, cfg, tokio::time::Instant::now(), tx, stop).await;
+        let cfg = EngineConfig {
+            request_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(100),
+            max_in_flight: CONNECTIONS,
+            think_time: Duration::ZERO,
+        };
+        let ep = Arc::new(Endpoint::new(format!("http://{addr}"), None));
+        run_closed(
+            plan,
+            HttpClient::new(),
+            ep,
+            cfg,
+            tokio::time::Instant::now(),
+            tx,
+            stop,
+        )
+        .await;
         let mut n = 0u64;
         while let Ok(e) = rx.try_recv() {
-            if matches!(e, Event::Done(ref c) if c.outcome == firedrill::outcome::OutcomeClass::Ok) {
+            if matches!(e, Event::Done(ref c) if c.outcome == firedrill::outcome::OutcomeClass::Ok)
+            {
                 n += 1;
             }
         }
@@ -39,8 +58,15 @@ fn firedrill_rps(addr: std::net::SocketAddr, secs: u64) -> f64 {
 
 /// Runs a peer pinned to CPU 0 and extracts its requests per second from its output.
 fn peer(name: &str, args: &[String], parse: fn(&str) -> Option<f64>) -> Result<f64, String> {
-    let out = Command::new("taskset").arg("-c").arg("0").arg(name).args(args).output().map_err(|e| format!("{name}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new("taskset")
+        .arg("-c")
+        .arg("0")
+        .arg(name)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         return Err(format!("{name} failed: {text}"));
     }
@@ -48,11 +74,13 @@ fn peer(name: &str, args: &[String], parse: fn(&str) -> Option<f64>) -> Result<f
 }
 
 fn parse_wrk(t: &str) -> Option<f64> {
-    t.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse().ok())
+    t.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse().ok())
 }
 
 fn parse_oha(t: &str) -> Option<f64> {
-    t.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse().ok())
+    t.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse().ok())
 }
 
 fn main() {
@@ -63,12 +91,38 @@ fn main() {
     println!("one core each (load generator on CPU 0, endpoint on CPU 1), {CONNECTIONS} connections, {secs} s per tool");
     let fd = firedrill_rps(addr, secs);
     println!("firedrill (closed model, POST JSON): {fd:>10.0} req/s");
-    let wrk = peer("wrk", &["-t1".into(), format!("-c{CONNECTIONS}"), format!("-d{secs}s"), url.clone()], parse_wrk);
-    let oha = peer("oha", &["--no-tui".into(), "-c".into(), CONNECTIONS.to_string(), "-z".into(), format!("{secs}s"), url.clone()], parse_oha);
+    let wrk = peer(
+        "wrk",
+        &[
+            "-t1".into(),
+            format!("-c{CONNECTIONS}"),
+            format!("-d{secs}s"),
+            url.clone(),
+        ],
+        parse_wrk,
+    );
+    let oha = peer(
+        "oha",
+        &[
+            "--no-tui".into(),
+            "-c".into(),
+            CONNECTIONS.to_string(),
+            "-z".into(),
+            format!("{secs}s"),
+            url.clone(),
+        ],
+        parse_oha,
+    );
     for (name, r) in [("wrk (GET)", wrk), ("oha (GET)", oha)] {
         match r {
-            Ok(rps) => println!("{name:<34} {rps:>10.0} req/s   firedrill / {name} = {:.2}", fd / rps),
-            Err(e) => println!("{name:<34} not measured: {}", e.lines().next().unwrap_or("")),
+            Ok(rps) => println!(
+                "{name:<34} {rps:>10.0} req/s   firedrill / {name} = {:.2}",
+                fd / rps
+            ),
+            Err(e) => println!(
+                "{name:<34} not measured: {}",
+                e.lines().next().unwrap_or("")
+            ),
         }
     }
 }

@@ -271,10 +271,7 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
         max_in_flight: s.load.max_in_flight,
         think_time: s.load.think_time.0,
     };
-    let ep = Arc::new(Endpoint {
-        base: target.base.clone(),
-        api_key: target.api_key.clone(),
-    });
+    let ep = Arc::new(Endpoint::new(target.base.clone(), target.api_key.clone()));
     let engine = match plan.model {
         LoadModel::Open => tokio::spawn(run_open(
             plan.clone(),

@@ -58,10 +58,7 @@ async fn drive(
 ) -> (Vec<Completed>, usize, usize) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, stop) = watch::channel(false);
-    let ep = Arc::new(Endpoint {
-        base,
-        api_key: None,
-    });
+    let ep = Arc::new(Endpoint::new(base, None));
     let start = tokio::time::Instant::now();
     if closed {
         run_closed(plan, HttpClient::new(), ep, cfg, start, tx, stop).await;

@@ -62,10 +62,21 @@ impl HttpClient {
         bearer: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> Result<Answer, ClientError> {
-        let uri: hyper::Uri = url
+        let uri = url
             .parse()
-            .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
-        let mut req = Request::builder().method(method).uri(uri);
+            .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")));
+        self.send_uri(method, uri, bearer, json).await
+    }
+
+    /// Sends one request to an already parsed URI and reads the whole answer.
+    pub async fn send_uri(
+        &self,
+        method: Method,
+        uri: Result<hyper::Uri, ClientError>,
+        bearer: Option<&str>,
+        json: Option<Vec<u8>>,
+    ) -> Result<Answer, ClientError> {
+        let mut req = Request::builder().method(method).uri(uri?);
         if let Some(k) = bearer {
             req = req.header("authorization", format!("Bearer {k}"));
         }

@@ -5,7 +5,7 @@ use super::client::{Answer, ClientError, HttpClient};
 use crate::outcome::{classify_body, OutcomeClass};
 use crate::plan::{Mode, RequestSpec};
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -16,33 +16,69 @@ pub struct Endpoint {
     pub base: String,
     /// Bearer API key.
     pub api_key: Option<String>,
+    /// The submit URI, parsed once: it is on every request's path.
+    submit: Result<hyper::Uri, String>,
 }
 
-/// The JSON body of a generation request.
-pub fn body(spec: &RequestSpec, prompt: &str) -> Value {
-    let mut b = json!({"prompt": prompt, "seed": spec.seed});
-    if let Some(t) = &spec.tier {
-        b["tier"] = json!(t);
+impl Endpoint {
+    /// An endpoint at `base` (no trailing slash) sending `api_key` as a bearer token.
+    pub fn new(base: impl Into<String>, api_key: Option<String>) -> Endpoint {
+        let base = base.into();
+        let submit = format!("{base}/v1/generations")
+            .parse()
+            .map_err(|e| format!("{base}: {e}"));
+        Endpoint {
+            base,
+            api_key,
+            submit,
+        }
     }
-    if let Some(m) = &spec.model {
-        b["model"] = json!(m);
+
+    fn generations_uri(&self) -> Result<hyper::Uri, ClientError> {
+        self.submit.clone().map_err(ClientError::BadUrl)
     }
-    if let Some(s) = spec.steps {
-        b["steps"] = json!(s);
-    }
-    if let Some(r) = &spec.resolution {
-        b["resolution"] = json!(r);
-    }
-    b["mode"] = json!(match spec.mode {
-        Mode::Sync => "sync",
-        Mode::Async => "async",
-    });
-    b
 }
 
 fn classify_answer(a: &Answer) -> OutcomeClass {
+    // Success needs no body: parsing JSON only for errors keeps the hot path short.
+    if (200..300).contains(&a.status) {
+        return OutcomeClass::Ok;
+    }
     let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
     classify_body(a.status, &v)
+}
+
+/// The request body, serialized straight from the spec (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    prompt: &'a str,
+    seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<&'a str>,
+    mode: &'static str,
+}
+
+/// The JSON body of a generation request: only what the plan chose, the rest left to the target.
+pub fn body(spec: &RequestSpec, prompt: &str) -> Vec<u8> {
+    let b = Body {
+        prompt,
+        seed: spec.seed,
+        tier: spec.tier.as_deref(),
+        model: spec.model.as_deref(),
+        steps: spec.steps,
+        resolution: spec.resolution.as_deref(),
+        mode: match spec.mode {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+        },
+    };
+    serde_json::to_vec(&b).unwrap_or_default()
 }
 
 /// The outcome of a finished async job, from its status document.
@@ -75,10 +111,14 @@ pub async fn execute(
     poll: Duration,
 ) -> OutcomeClass {
     let run = async {
-        let url = format!("{}/v1/generations", ep.base);
-        let payload = serde_json::to_vec(&body(spec, prompt)).unwrap_or_default();
+        let payload = body(spec, prompt);
         let a = match client
-            .send(Method::POST, &url, ep.api_key.as_deref(), Some(payload))
+            .send_uri(
+                Method::POST,
+                ep.generations_uri(),
+                ep.api_key.as_deref(),
+                Some(payload),
+            )
             .await
         {
             Ok(a) => a,
@@ -122,6 +162,7 @@ pub async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn job_documents_classify() {
@@ -157,7 +198,7 @@ mod tests {
             unsafe_prompt: false,
             seed: 5,
         };
-        let b = body(&spec, "a cat");
+        let b: Value = serde_json::from_slice(&body(&spec, "a cat")).unwrap();
         assert_eq!(
             b,
             json!({"prompt": "a cat", "seed": 5, "tier": "turbo", "steps": 8, "mode": "async"})
