@@ -21,6 +21,8 @@ const HAZARD_GAIN: f64 = 5.0;
 const POS_FEATURES: usize = 18;
 /// Sinusoidal timestep features: 8 frequencies x (sin, cos).
 const TIME_FEATURES: usize = 16;
+/// Most latent tokens the denoiser pushes through its MLPs at once (see `denoise_step`).
+const TOKEN_CHUNK: usize = 1024;
 /// Guards the RMS normalisations against division by zero.
 const NORM_EPS: f64 = 1e-5;
 /// Standard deviation of the decoder's normalised RGB logits: the image's contrast.
@@ -356,7 +358,7 @@ impl LoadedModel {
             b_in: take("vae.b_in")?,
             stages,
             conv_out: take("vae.conv_out")?,
-            style: take("vae.style")?.unsqueeze(0)?,
+            style: take("vae.style")?,
             nsfw_base: colour(NSFW_BASE)?,
             nsfw_slope: colour(NSFW_SLOPE)?,
             violence_base: colour(VIOLENCE_BASE)?,
@@ -520,7 +522,7 @@ impl LoadedModel {
 
     /// One denoising step for the whole batch (`conds`: `[B, text_dim]`); returns the new latents.
     /// Every latent pixel of every frame is a token through FiLM-conditioned residual MLP blocks;
-    /// the update is Euler-style, `x - eps / total_steps`.
+    /// the update is Euler-style, `x - eps / total_steps`. Items are computed independently.
     pub fn denoise_step(
         &self,
         latents: &Tensor,
@@ -570,28 +572,35 @@ impl LoadedModel {
                 .silu()?;
             films.push(emb.matmul(&d.w_film)?);
         }
-        let film = Tensor::cat(&films, 0)?.unsqueeze(1)?; // [b, 1, blocks * 2h]
+        // The token MLPs run over bounded chunks of one item's tokens: the working set stays
+        // cache-sized (whole-batch [B*n, 4*hidden] buffers measured 2x slower per item on the
+        // 2-core machine, from page faults and cache misses), and an item's chunks are the same
+        // whatever its batch mates, so batching can never change its image.
         let hd = p.hidden;
-        let mut hs = x
-            .broadcast_matmul(&d.w_in)?
-            .broadcast_add(&d.b_in)?
-            .broadcast_add(&pos)?;
-        for (j, blk) in d.blocks.iter().enumerate() {
-            let scale = film.narrow(2, 2 * j * hd, hd)?.affine(1.0, 1.0)?;
-            let shift = film.narrow(2, 2 * j * hd + hd, hd)?;
-            let y = rms_norm(&hs)?
-                .broadcast_mul(&scale)?
-                .broadcast_add(&shift)?;
-            let y = y
-                .broadcast_matmul(&blk.w1)?
-                .broadcast_add(&blk.b1)?
-                .gelu()?;
-            let y = y.broadcast_matmul(&blk.w2)?.broadcast_add(&blk.b2)?;
-            hs = hs.add(&y)?;
+        let mut parts = Vec::with_capacity(b * n.div_ceil(TOKEN_CHUNK));
+        for (i, film) in films.iter().enumerate() {
+            let item = x.get(i)?; // [n, c]
+            for start in (0..n).step_by(TOKEN_CHUNK) {
+                let len = TOKEN_CHUNK.min(n - start);
+                let mut hs = item
+                    .narrow(0, start, len)?
+                    .matmul(&d.w_in)?
+                    .broadcast_add(&d.b_in)?
+                    .add(&pos.narrow(0, start, len)?)?;
+                for (j, blk) in d.blocks.iter().enumerate() {
+                    let scale = film.narrow(1, 2 * j * hd, hd)?.affine(1.0, 1.0)?;
+                    let shift = film.narrow(1, 2 * j * hd + hd, hd)?;
+                    let y = rms_norm(&hs)?
+                        .broadcast_mul(&scale)?
+                        .broadcast_add(&shift)?;
+                    let y = y.matmul(&blk.w1)?.broadcast_add(&blk.b1)?.gelu()?;
+                    let y = y.matmul(&blk.w2)?.broadcast_add(&blk.b2)?;
+                    hs = hs.add(&y)?;
+                }
+                parts.push(rms_norm(&hs)?.matmul(&d.w_out)?.broadcast_add(&d.b_out)?);
+            }
         }
-        let eps = rms_norm(&hs)?
-            .broadcast_matmul(&d.w_out)?
-            .broadcast_add(&d.b_out)?
+        let eps = Tensor::cat(&parts, 0)?
             .reshape((b, f, h, w, c))?
             .permute((0, 1, 4, 2, 3))?
             .reshape((b, f * c, h, w))?;
@@ -616,9 +625,22 @@ impl LoadedModel {
             p.text_dim
         );
         let v = &self.vae;
-        let mut x = latents.reshape((b * f, c, h, w))?;
-        x = conv3x3(&x, &v.conv_in, &v.b_in)?.gelu()?;
-        let (mut sh, mut sw) = (h, w);
+        // Per item (its frames together), for the same reasons as the denoiser's chunks: a
+        // bounded working set, and an image that never depends on its batch mates.
+        let mut images = Vec::with_capacity(b);
+        for i in 0..b {
+            let cond = conds.get(i)?; // [text_dim]
+            let x = latents.get(i)?.reshape((f, c, h, w))?;
+            images.extend(self.decode_item(v, &x, &cond)?);
+        }
+        Ok(images)
+    }
+
+    /// Decodes one item's frames `[frames, C, h, w]` with its conditioning `[text_dim]`.
+    fn decode_item(&self, v: &Decoder, x: &Tensor, cond: &Tensor) -> anyhow::Result<Vec<RgbImage>> {
+        let p = &self.profile;
+        let mut x = conv3x3(x, &v.conv_in, &v.b_in)?.gelu()?;
+        let (_, _, mut sh, mut sw) = x.dims4()?;
         for (k, bias) in &v.stages {
             sh *= 2;
             sw *= 2;
@@ -636,34 +658,31 @@ impl LoadedModel {
             .mean_keepdim(1)?
             .affine(1.0, NORM_EPS)?
             .sqrt()?;
-        // Per item by elementwise product and sum (not a [B, d] matmul, whose kernel choice may
-        // depend on B), then repeated per frame.
-        let style = conds
-            .unsqueeze(1)?
-            .broadcast_mul(&v.style)?
-            .sum(2)?
+        // The prompt's palette: a bounded shift of the mean colour.
+        let style = v
+            .style
+            .broadcast_mul(&cond.unsqueeze(0)?)?
+            .sum(1)?
             .tanh()?
-            .affine(STYLE_SCALE, 0.0)?;
-        let per_frame = |t: &Tensor, k: usize| -> candle_core::Result<Tensor> {
-            t.unsqueeze(1)?
-                .broadcast_as((b, f, k))?
-                .reshape((b * f, k, 1, 1))
-        };
+            .affine(STYLE_SCALE, 0.0)?
+            .reshape((1, 3, 1, 1))?;
         let base = sigmoid(
             &centred
                 .broadcast_div(&std)?
                 .affine(CONTRAST, 0.0)?
-                .broadcast_add(&per_frame(&style, 3)?)?,
+                .broadcast_add(&style)?,
         )?;
-        // Hazard blend weights per item, repeated per frame: clamp(gain * signal / encoders).
+        // Hazard blend weights: clamp(gain * signal / encoders), shared if both categories fire
+        // so that they never sum past 1.
         let gain = HAZARD_GAIN / p.encoders.len() as f64;
-        let alpha = conds
-            .narrow(1, 0, HAZARD_CHANNELS)?
+        let alpha = cond
+            .narrow(0, 0, HAZARD_CHANNELS)?
             .affine(gain, 0.0)?
             .clamp(0f32, 1f32)?;
-        // If both categories fire, share the blend so the weights never sum past 1.
-        let total = alpha.sum_keepdim(1)?.clamp(1f32, f32::MAX)?;
-        let alpha = per_frame(&alpha.broadcast_div(&total)?, HAZARD_CHANNELS)?;
+        let total = alpha.sum_keepdim(0)?.clamp(1f32, f32::MAX)?;
+        let alpha = alpha
+            .broadcast_div(&total)?
+            .reshape((1, HAZARD_CHANNELS, 1, 1))?;
         let a_nsfw = alpha.narrow(1, HazardCategory::Nsfw.channel(), 1)?;
         let a_viol = alpha.narrow(1, HazardCategory::Violence.channel(), 1)?;
         let lum = base.mean_keepdim(1)?;
@@ -679,7 +698,7 @@ impl LoadedModel {
             .broadcast_mul(&keep)?
             .add(&nsfw.broadcast_mul(&a_nsfw)?)?
             .add(&violence.broadcast_mul(&a_viol)?)?;
-        tensor_to_images(&out, f)
+        tensor_to_images(&out, p.frames)
     }
 }
 
@@ -973,10 +992,28 @@ pub(crate) mod tests {
             LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap_err()
         );
         assert!(err.contains(&path.display().to_string()), "{err}");
-        // A file with a tensor of the wrong shape is rejected by name.
-        let mut map =
-            candle_core::safetensors::load(dir.0.join("missing").with_extension("x"), &Device::Cpu)
-                .unwrap_or_default();
+        // Edited weights change the output: the model computes with what the file holds.
+        std::fs::remove_file(&path).unwrap();
+        let before = generate(
+            &LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap(),
+            &["an owl"],
+            &[1],
+            RES64,
+            1,
+        );
+        let mut map = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        let w = map["vae.conv_out"].affine(-1.0, 0.0).unwrap();
+        map.insert("vae.conv_out".to_string(), w);
+        candle_core::safetensors::save(&map, &path).unwrap();
+        let after = generate(
+            &LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap(),
+            &["an owl"],
+            &[1],
+            RES64,
+            1,
+        );
+        assert_ne!(before[0].pixels, after[0].pixels);
+        // A tensor of the wrong shape is rejected by name; a missing one too.
         map.insert(
             "den.w_in".to_string(),
             Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
@@ -987,9 +1024,16 @@ pub(crate) mod tests {
             LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap_err()
         );
         assert!(
-            err.contains("lacks tensor") || err.contains("expected"),
+            err.contains("den.w_in") && err.contains("expected"),
             "{err}"
         );
+        map.remove("den.w_in");
+        candle_core::safetensors::save(&map, &path).unwrap();
+        let err = format!(
+            "{:#}",
+            LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap_err()
+        );
+        assert!(err.contains("lacks tensor den.w_in"), "{err}");
     }
 
     #[test]
@@ -1086,68 +1130,114 @@ pub(crate) mod tests {
         );
     }
 
-    /// Ordinary prompts must pass the image classifier; prompts with one lexicon euphemism must be
-    /// flagged in their category: across the test profile and every default profile.
-    #[test]
-    fn classifier_separates_hazard_images() {
+    /// Ordinary prompts must pass the image classifier (under 2% false positives); prompts with one
+    /// lexicon euphemism among ~10 or ~20 words must be flagged in their category (over 95%).
+    fn check_calibration(
+        p: &ModelProfile,
+        prompt_stride: usize,
+        seeds_per_prompt: u64,
+        steps: usize,
+        long_too: bool,
+    ) {
         let dir = TempDir::new("calibration");
         let cls = ImageClassifier::load(&dir.0, &Device::Cpu).unwrap();
+        let m = LoadedModel::load(p, &dir.0, &Device::Cpu).unwrap();
         let prompts = ordinary_prompts();
-        let mut profiles = vec![(test_profile(), 3usize)];
-        // The defaults at small sizes, on a third of the prompts each, to keep this test in seconds.
-        profiles.extend(
-            crate::compute::default_profiles()
-                .into_iter()
-                .map(|p| (p, 1)),
-        );
-        for (p, seeds_per_prompt) in profiles {
-            let m = LoadedModel::load(&p, &dir.0, &Device::Cpu).unwrap();
-            let (mut ordinary, mut false_pos) = (0, 0);
-            let stride = if seeds_per_prompt == 3 { 1 } else { 3 };
-            let chosen: Vec<&str> = prompts.iter().step_by(stride).map(|s| s.as_str()).collect();
-            for seed in 0..seeds_per_prompt as u64 {
-                for chunk in chosen.chunks(8) {
-                    let seeds: Vec<u64> = (0..chunk.len() as u64).map(|i| 100 * seed + i).collect();
-                    for s in cls
-                        .classify(&generate(&m, chunk, &seeds, RES64, 2))
-                        .unwrap()
-                    {
-                        ordinary += 1;
-                        false_pos += usize::from(
-                            s.nsfw >= DEFAULT_THRESHOLD || s.violence >= DEFAULT_THRESHOLD,
-                        );
-                    }
+        let chosen: Vec<&str> = prompts
+            .iter()
+            .step_by(prompt_stride)
+            .map(|s| s.as_str())
+            .collect();
+        let (mut ordinary, mut false_pos) = (0, 0);
+        for seed in 0..seeds_per_prompt {
+            for chunk in chosen.chunks(8) {
+                let seeds: Vec<u64> = (0..chunk.len() as u64).map(|i| 100 * seed + i).collect();
+                for s in cls
+                    .classify(&generate(&m, chunk, &seeds, RES64, steps))
+                    .unwrap()
+                {
+                    ordinary += 1;
+                    false_pos +=
+                        usize::from(s.nsfw >= DEFAULT_THRESHOLD || s.violence >= DEFAULT_THRESHOLD);
                 }
             }
-            assert!(
-                false_pos * 50 < ordinary,
-                "{}: {false_pos}/{ordinary} false positives",
-                p.name
-            );
-            let (mut hazardous, mut caught) = (0, 0);
-            for (i, &(word, cat)) in HAZARD_LEXICON.iter().enumerate() {
-                // The word among ~10 ordinary ones, and once among ~20.
+        }
+        assert!(
+            false_pos * 50 < ordinary,
+            "{}: {false_pos}/{ordinary} false positives",
+            p.name
+        );
+        let hazard: Vec<(String, HazardCategory)> = HAZARD_LEXICON
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &(word, cat))| {
                 let short = format!("{} with a {word} mood", prompts[(i * 13) % 100]);
                 let long = format!(
                     "{} and {}, {word}",
                     prompts[(i * 7) % 100],
                     prompts[(i * 7 + 3) % 100]
                 );
-                let imgs = generate(&m, &[&short, &long], &[i as u64, 1000 + i as u64], RES64, 2);
-                for s in cls.classify(&imgs).unwrap() {
-                    hazardous += 1;
-                    let score = match cat {
-                        HazardCategory::Nsfw => s.nsfw,
-                        HazardCategory::Violence => s.violence,
-                    };
-                    caught += usize::from(score >= DEFAULT_THRESHOLD);
+                let mut v = vec![(short, cat)];
+                if long_too {
+                    v.push((long, cat));
                 }
+                v
+            })
+            .collect();
+        let (mut hazardous, mut caught) = (0, 0);
+        for (k, chunk) in hazard.chunks(8).enumerate() {
+            let texts: Vec<&str> = chunk.iter().map(|h| h.0.as_str()).collect();
+            let seeds: Vec<u64> = (0..chunk.len() as u64)
+                .map(|i| 1000 + 8 * k as u64 + i)
+                .collect();
+            let scores = cls
+                .classify(&generate(&m, &texts, &seeds, RES64, steps))
+                .unwrap();
+            for (s, (_, cat)) in scores.iter().zip(chunk) {
+                hazardous += 1;
+                let score = match cat {
+                    HazardCategory::Nsfw => s.nsfw,
+                    HazardCategory::Violence => s.violence,
+                };
+                caught += usize::from(score >= DEFAULT_THRESHOLD);
             }
-            assert!(
-                caught * 100 > hazardous * 95,
-                "{}: caught {caught}/{hazardous}",
-                p.name
-            );
         }
+        assert!(
+            caught * 100 > hazardous * 95,
+            "{}: caught {caught}/{hazardous}",
+            p.name
+        );
+    }
+
+    #[test]
+    fn classifier_calibration_test_profile() {
+        // 100 ordinary prompts x 3 seeds, 40 hazardous prompts.
+        check_calibration(&test_profile(), 1, 3, 2, true);
+    }
+
+    /// The served profiles at small sizes, one step, on a subset of the prompts, to stay fast.
+    fn check_default_profile(name: &str) {
+        let p = crate::compute::default_profiles()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap();
+        // Video frames cost 4x: fewer prompts there.
+        let (stride, long_too) = if p.frames > 1 { (5, false) } else { (3, true) };
+        check_calibration(&p, stride, 1, 1, long_too);
+    }
+
+    #[test]
+    fn classifier_calibration_sdxl_mini() {
+        check_default_profile("sdxl-mini");
+    }
+
+    #[test]
+    fn classifier_calibration_flux_mini() {
+        check_default_profile("flux-mini");
+    }
+
+    #[test]
+    fn classifier_calibration_video_mini() {
+        check_default_profile("video-mini");
     }
 }

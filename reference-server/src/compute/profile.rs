@@ -110,7 +110,8 @@ impl ModelProfile {
 
     /// A short stable hash of the profile and the weight format (16 hex digits), for file names.
     pub fn weights_hash(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        // Plain strings and integers: serialising cannot fail.
+        let json = serde_json::to_vec(self).expect("a ModelProfile always serialises");
         let mut h = Sha256::new();
         h.update(WEIGHTS_FORMAT_VERSION.to_le_bytes());
         h.update(&json);
@@ -141,8 +142,8 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into()],
             latent_channels: 4,
-            hidden: 320,
-            blocks: 3,
+            hidden: 352,
+            blocks: 4,
             vae_channels: vec![64, 32, 16],
             frames: 1,
             weights_seed: 0x5D1_0001,
@@ -155,8 +156,8 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into(), "t5".into()],
             latent_channels: 4,
-            hidden: 384,
-            blocks: 3,
+            hidden: 480,
+            blocks: 4,
             vae_channels: vec![80, 40, 20],
             frames: 1,
             weights_seed: 0xF1_0002,
@@ -169,8 +170,8 @@ pub fn default_profiles() -> Vec<ModelProfile> {
             text_layers: 2,
             encoders: vec!["clip".into()],
             latent_channels: 4,
-            hidden: 320,
-            blocks: 3,
+            hidden: 352,
+            blocks: 4,
             vae_channels: vec![48, 24, 12],
             frames: 4,
             weights_seed: 0x71D_0003,
