@@ -115,3 +115,43 @@ fn an_abort_threshold_stops_the_run_early() {
     assert!(r.events.iter().any(|e| e.name == "aborted"));
     assert!(r.outcomes.get("connection_error").copied().unwrap_or(0) > 0);
 }
+
+#[test]
+fn ctrl_c_stops_the_load_and_the_server_and_still_writes_the_record() {
+    let dir = tmp("sigint");
+    let s = scenario(&dir, "    - {hold: 5, for: 120s}", "");
+    let out = dir.join("out");
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&s)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the server's config is written and traffic flows.
+    let started = std::time::Instant::now();
+    while !out.join("reference-server.log").exists() || started.elapsed().as_secs() < 4 {
+        assert!(started.elapsed().as_secs() < 60, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child with SIGINT.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(started.elapsed().as_secs() < 60, "did not stop promptly");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let r = RunRecord::read(&out.join("record.json")).unwrap();
+    assert!(r.events.iter().any(|e| e.name == "interrupted"));
+    assert!(r.totals.completed > 0);
+    // The server is gone: its log ends with the drain, and nothing listens on its port.
+    let url = r.target.url.trim_start_matches("http://").to_owned();
+    assert!(
+        std::net::TcpStream::connect(url).is_err(),
+        "the reference server outlived the run"
+    );
+}
