@@ -18,20 +18,7 @@ fn tiny_config() -> Config {
         data_dir: dir.join(format!("e2e-{}", std::process::id())),
         ..Config::default()
     };
-    c.models = vec![ModelProfile {
-        name: "sdxl-mini".into(),
-        vocab: 4096,
-        max_tokens: 32,
-        text_dim: 32,
-        text_layers: 1,
-        encoders: vec!["clip".into()],
-        latent_channels: 4,
-        hidden: 32,
-        blocks: 1,
-        vae_channels: vec![16, 8],
-        frames: 1,
-        weights_seed: 11,
-    }];
+    c.models = vec![ModelProfile::tiny("sdxl-mini", 11)];
     c.default_resolution = Resolution {
         width: 64,
         height: 64,

@@ -796,18 +796,9 @@ pub(crate) mod tests {
     /// A small profile so tests run in milliseconds.
     pub(crate) fn test_profile() -> ModelProfile {
         ModelProfile {
-            name: "test-mini".into(),
             vocab: 16384,
-            max_tokens: 32,
-            text_dim: 32,
-            text_layers: 1,
-            encoders: vec!["clip".into()],
-            latent_channels: 4,
-            hidden: 32,
             blocks: 2,
-            vae_channels: vec![16, 8],
-            frames: 1,
-            weights_seed: 42,
+            ..ModelProfile::tiny("test-mini", 42)
         }
     }
 

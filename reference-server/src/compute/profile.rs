@@ -124,6 +124,27 @@ impl ModelProfile {
     }
 }
 
+impl ModelProfile {
+    /// A profile small enough that a 64x64 generation takes milliseconds, for tests and smoke
+    /// runs; same architecture as the real ones.
+    pub fn tiny(name: &str, weights_seed: u64) -> ModelProfile {
+        ModelProfile {
+            name: name.into(),
+            vocab: 4096,
+            max_tokens: 32,
+            text_dim: 32,
+            text_layers: 1,
+            encoders: vec!["clip".into()],
+            latent_channels: 4,
+            hidden: 32,
+            blocks: 1,
+            vae_channels: vec![16, 8],
+            frames: 1,
+            weights_seed,
+        }
+    }
+}
+
 /// The first 8 bytes of a digest as 16 lowercase hex digits.
 pub(crate) fn hex16(bytes: &[u8]) -> String {
     bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()

@@ -32,20 +32,7 @@ fn rand_suffix() -> u64 {
 
 /// Small profiles with the default names, sized for tests (tens of ms per generation).
 pub fn tiny_profiles() -> Vec<ModelProfile> {
-    let base = ModelProfile {
-        name: "sdxl-mini".into(),
-        vocab: 4096,
-        max_tokens: 32,
-        text_dim: 32,
-        text_layers: 1,
-        encoders: vec!["clip".into()],
-        latent_channels: 4,
-        hidden: 32,
-        blocks: 1,
-        vae_channels: vec![16, 8],
-        frames: 1,
-        weights_seed: 11,
-    };
+    let base = ModelProfile::tiny("sdxl-mini", 11);
     vec![
         base.clone(),
         ModelProfile {
