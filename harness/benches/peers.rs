@@ -88,6 +88,16 @@ fn main() {
     let secs: u64 = if quick { 3 } else { 10 };
     let addr = common::trivial_server(1);
     let url = format!("http://{addr}/v1/generations");
+    // The peers send the same kind of request firedrill sends: a POST with a small JSON body.
+    let body = r#"{"prompt":"a lighthouse at dusk, oil painting","seed":7,"mode":"sync"}"#;
+    let lua = std::env::temp_dir().join(format!("firedrill-peers-{}.lua", std::process::id()));
+    std::fs::write(
+        &lua,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )
+    .expect("write the wrk script");
     println!("one core each (load generator on CPU 0, endpoint on CPU 1), {CONNECTIONS} connections, {secs} s per tool");
     let fd = firedrill_rps(addr, secs);
     println!("firedrill (closed model, POST JSON): {fd:>10.0} req/s");
@@ -96,6 +106,8 @@ fn main() {
         &[
             "-t1".into(),
             format!("-c{CONNECTIONS}"),
+            "-s".into(),
+            lua.display().to_string(),
             format!("-d{secs}s"),
             url.clone(),
         ],
@@ -109,11 +121,18 @@ fn main() {
             CONNECTIONS.to_string(),
             "-z".into(),
             format!("{secs}s"),
+            "-m".into(),
+            "POST".into(),
+            "-T".into(),
+            "application/json".into(),
+            "-d".into(),
+            body.into(),
             url.clone(),
         ],
         parse_oha,
     );
-    for (name, r) in [("wrk (GET)", wrk), ("oha (GET)", oha)] {
+    let _ = std::fs::remove_file(&lua);
+    for (name, r) in [("wrk (POST JSON)", wrk), ("oha (POST JSON)", oha)] {
         match r {
             Ok(rps) => println!(
                 "{name:<34} {rps:>10.0} req/s   firedrill / {name} = {:.2}",

@@ -1,12 +1,24 @@
-//! The HTTP client of the load engine: hyper over a pooled HTTP/1 connector.
+//! The HTTP client of the load engine: HTTP/1 over hyper's connection API with our own pool of
+//! idle keep-alive connections per host.
+//!
+//! Our own pool rather than hyper-util's: a load generator only checks a connection out, sends
+//! one request, reads the answer and puts it back, so the pool is a stack per host, and a
+//! connection the target closed while idle is found (`ready` fails) before anything is sent on it.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How long a new connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per host; more are closed when returned.
+const MAX_IDLE_PER_HOST: usize = 4096;
 
 /// Why no HTTP answer arrived.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +38,12 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-/// A pooled HTTP/1 client; cheap to clone.
-#[derive(Clone)]
+type Conn = SendRequest<Full<Bytes>>;
+
+/// A pooled HTTP/1 client for `http://` URLs; cheap to clone (clones share the pool).
+#[derive(Clone, Default)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    idle: Arc<Mutex<HashMap<String, Vec<Conn>>>>,
 }
 
 /// An HTTP answer.
@@ -42,16 +56,9 @@ pub struct Answer {
 }
 
 impl HttpClient {
-    /// A client keeping idle connections for reuse (open-model bursts reuse them).
+    /// A client with an empty pool; connections open on demand and are kept for reuse.
     pub fn new() -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4096)
-            .build(connector);
-        HttpClient { inner }
+        HttpClient::default()
     }
 
     /// Sends one request and reads the whole answer.
@@ -72,17 +79,36 @@ impl HttpClient {
     pub async fn send_uri(
         &self,
         method: Method,
-        uri: Result<hyper::Uri, ClientError>,
+        uri: Result<Uri, ClientError>,
         bearer: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> Result<Answer, ClientError> {
-        let mut req = Request::builder().method(method).uri(uri?);
+        let uri = uri?;
+        if uri.scheme_str() != Some("http") {
+            return Err(ClientError::BadUrl(format!(
+                "{uri}: only http:// is supported"
+            )));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ClientError::BadUrl(format!("{uri}: no host")))?
+            .as_str()
+            .to_owned();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut req = Request::builder().method(method).uri(path);
+        let headers = req.headers_mut().expect("a fresh builder has headers");
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&authority).map_err(|e| ClientError::BadUrl(e.to_string()))?,
+        );
         if let Some(k) = bearer {
-            req = req.header("authorization", format!("Bearer {k}"));
+            let v = HeaderValue::from_str(&format!("Bearer {k}"))
+                .map_err(|_| ClientError::BadUrl("the API key is not a valid header".into()))?;
+            headers.insert(AUTHORIZATION, v);
         }
         let body = match json {
             Some(b) => {
-                req = req.header("content-type", "application/json");
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 Full::new(Bytes::from(b))
             }
             None => Full::new(Bytes::new()),
@@ -90,9 +116,9 @@ impl HttpClient {
         let req = req
             .body(body)
             .map_err(|e| ClientError::BadUrl(e.to_string()))?;
-        let resp = self
-            .inner
-            .request(req)
+        let mut conn = self.checkout(&authority).await?;
+        let resp = conn
+            .send_request(req)
             .await
             .map_err(|e| ClientError::Connection(error_chain(&e)))?;
         let status = resp.status().as_u16();
@@ -102,13 +128,50 @@ impl HttpClient {
             .await
             .map_err(|e| ClientError::Connection(e.to_string()))?
             .to_bytes();
+        self.checkin(authority, conn);
         Ok(Answer { status, body })
     }
-}
 
-impl Default for HttpClient {
-    fn default() -> Self {
-        HttpClient::new()
+    /// An idle connection to `authority` that is ready for a request, or a new one.
+    async fn checkout(&self, authority: &str) -> Result<Conn, ClientError> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .expect("pool lock")
+                .get_mut(authority)
+                .and_then(Vec::pop);
+            let Some(mut conn) = idle else { break };
+            // A connection the server closed while idle fails here, before anything is sent.
+            if conn.ready().await.is_ok() {
+                return Ok(conn);
+            }
+        }
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
+                .await
+                .map_err(|_| ClientError::Connection(format!("connect to {authority}: timed out")))?
+                .map_err(|e| ClientError::Connection(format!("connect to {authority}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (conn, driver) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Connection(error_chain(&e)))?;
+        // The driver ends when the connection closes; its error reaches the request instead.
+        tokio::spawn(async move {
+            let _ = driver.await;
+        });
+        Ok(conn)
+    }
+
+    fn checkin(&self, authority: String, conn: Conn) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(conn);
+        }
     }
 }
 

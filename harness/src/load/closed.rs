@@ -75,7 +75,10 @@ pub async fn run_closed(
                     sent: intended,
                     finished,
                 }));
-                tokio::time::sleep(cfg.think_time).await;
+                // A zero think time must not go through the timer: its 1 ms tick would pace users.
+                if !cfg.think_time.is_zero() {
+                    tokio::time::sleep(cfg.think_time).await;
+                }
             }
         });
     }

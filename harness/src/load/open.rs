@@ -26,7 +26,7 @@ pub async fn run_open(
         }
         let intended = start + send.at;
         tokio::select! {
-            _ = tokio::time::sleep_until(intended) => {}
+            _ = sleep_until_precise(intended) => {}
             _ = stop.changed() => break,
         }
         let _ = events.send(Event::Offered { at: send.at });
@@ -74,4 +74,18 @@ pub async fn run_open(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Tokio's timer fires on a 1 ms tick, at or after the deadline: sleep to a tick before
+/// `at`, then yield to other tasks until it comes, so sends leave on time, not up to 1 ms late.
+async fn sleep_until_precise(at: Instant) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+    if let Some(early) = at.checked_sub(TICK) {
+        if Instant::now() < early {
+            tokio::time::sleep_until(early).await;
+        }
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
 }
