@@ -32,6 +32,7 @@ fn firedrill_rps(addr: std::net::SocketAddr, secs: u64) -> f64 {
             poll_interval: Duration::from_millis(100),
             max_in_flight: CONNECTIONS,
             think_time: Duration::ZERO,
+            fetch_image: false,
         };
         let ep = Arc::new(Endpoint::new(format!("http://{addr}"), None));
         run_closed(

@@ -33,6 +33,7 @@ fn main() {
             poll_interval: Duration::from_millis(100),
             max_in_flight: 10_000,
             think_time: Duration::ZERO,
+            fetch_image: false,
         };
         let ep = Arc::new(Endpoint::new(format!("http://{addr}"), None));
         let start = tokio::time::Instant::now();

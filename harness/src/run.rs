@@ -270,6 +270,7 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
         poll_interval: s.load.poll_interval.0,
         max_in_flight: s.load.max_in_flight,
         think_time: s.load.think_time.0,
+        fetch_image: s.load.fetch_image,
     };
     let ep = Arc::new(Endpoint::new(target.base.clone(), target.api_key.clone()));
     let engine = match plan.model {

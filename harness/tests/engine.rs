@@ -47,6 +47,7 @@ fn config(max_in_flight: usize) -> EngineConfig {
         poll_interval: Duration::from_millis(50),
         max_in_flight,
         think_time: Duration::ZERO,
+        fetch_image: false,
     }
 }
 
@@ -169,4 +170,102 @@ async fn a_dead_target_is_a_connection_error_and_a_slow_one_a_timeout() {
             .count(),
         1
     );
+}
+
+/// An async generation API whose jobs finish on their second poll; images exist only for odd
+/// job ids, so even ones are successes the user cannot download. Counts image downloads.
+async fn journey_server() -> (String, Arc<AtomicU64>) {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let next = Arc::new(AtomicU64::new(0));
+    let polls = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<u64, u32>::new(),
+    ));
+    let downloads = Arc::new(AtomicU64::new(0));
+    let d = downloads.clone();
+    let app = Router::new()
+        .route(
+            "/v1/generations",
+            post(move || {
+                let id = next.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    (
+                        StatusCode::ACCEPTED,
+                        axum::Json(serde_json::json!({"id": id.to_string(), "status": "queued"})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/v1/generations/{id}",
+            get(move |Path(id): Path<u64>| {
+                let mut polls = polls.lock().unwrap();
+                let n = polls.entry(id).or_default();
+                *n += 1;
+                let doc = if *n < 2 {
+                    serde_json::json!({"id": id.to_string(), "status": "running"})
+                } else {
+                    serde_json::json!({"id": id.to_string(), "status": "succeeded",
+                        "image_url": format!("/v1/images/{id}.png")})
+                };
+                async move { axum::Json(doc) }
+            }),
+        )
+        .route(
+            "/v1/images/{file}",
+            get(move |Path(file): Path<String>| {
+                d.fetch_add(1, Ordering::SeqCst);
+                let id: u64 = file.trim_end_matches(".png").parse().unwrap();
+                async move {
+                    if id % 2 == 1 {
+                        (StatusCode::OK, vec![0x89u8, b'P', b'N', b'G'])
+                    } else {
+                        (
+                            StatusCode::NOT_FOUND,
+                            b"{\"error\":{\"code\":\"not_found\"}}".to_vec(),
+                        )
+                    }
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}"), downloads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_submits_polls_and_downloads_the_image() {
+    let (base, downloads) = journey_server().await;
+    let p = plan("  model: closed\n  mix: {modes: {async: 1}}\n  stages: [{hold: 2, for: 1s}]\n");
+    let mut cfg = config(100);
+    cfg.poll_interval = Duration::from_millis(20);
+    cfg.fetch_image = true;
+    let (done, offered, _) = drive(p.clone(), base.clone(), cfg.clone(), true).await;
+    assert_eq!(done.len(), offered);
+    assert!(done.len() >= 6, "{} journeys", done.len());
+    // Every finished job was downloaded; half the downloads fail, and those journeys fail.
+    assert_eq!(downloads.load(Ordering::SeqCst), done.len() as u64);
+    let ok = done
+        .iter()
+        .filter(|c| c.outcome == OutcomeClass::Ok)
+        .count();
+    let failed = done
+        .iter()
+        .filter(|c| c.outcome == OutcomeClass::HttpError)
+        .count();
+    assert_eq!(ok + failed, done.len());
+    assert!(ok.abs_diff(failed) <= 2, "{ok} ok, {failed} failed");
+    // Two polls of 20 ms at least: a journey's latency covers polling and the download.
+    assert!(done
+        .iter()
+        .all(|c| c.finished - c.sent >= Duration::from_millis(40)));
+
+    // Without fetch_image nothing is downloaded and every job is a success.
+    cfg.fetch_image = false;
+    let before = downloads.load(Ordering::SeqCst);
+    let (done, _, _) = drive(p, base, cfg, true).await;
+    assert_eq!(downloads.load(Ordering::SeqCst), before);
+    assert!(done.iter().all(|c| c.outcome == OutcomeClass::Ok));
 }

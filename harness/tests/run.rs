@@ -15,11 +15,12 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A scenario on the embedded server with a tiny model (fast in debug builds).
+/// A scenario on the embedded server with a tiny model (fast in debug builds); every success
+/// downloads its image, so a served request is a whole journey.
 fn scenario(dir: &Path, stages: &str, thresholds: &str) -> PathBuf {
     let weights = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weights");
     let text = format!(
-        "version: 1\nname: e2e\nseed: 3\ntarget:\n  reference_server:\n    workers: 1\n    config:\n      weights_cache: {}\n      default_resolution: 64x64\n      models:\n        - {{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}\nload:\n  arrival: {{process: poisson}}\n  mix:\n    tiers: {{turbo: 1, fast: 1}}\n    steps: {{'2': 1}}\n    modes: {{sync: 1, async: 1}}\n  poll_interval: 50ms\n  stages:\n{stages}\nobserve:\n  scrape_interval: 500ms\n{thresholds}",
+        "version: 1\nname: e2e\nseed: 3\ntarget:\n  reference_server:\n    workers: 1\n    config:\n      weights_cache: {}\n      default_resolution: 64x64\n      models:\n        - {{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}\nload:\n  arrival: {{process: poisson}}\n  mix:\n    tiers: {{turbo: 1, fast: 1}}\n    steps: {{'2': 1}}\n    modes: {{sync: 1, async: 1}}\n  poll_interval: 50ms\n  fetch_image: true\n  stages:\n{stages}\nobserve:\n  scrape_interval: 500ms\n{thresholds}",
         weights.display()
     );
     let p = dir.join("scenario.yaml");

@@ -157,3 +157,22 @@ fn a_missing_file_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read scenario"));
 }
+
+/// The schema published in the repository for editors (`# yaml-language-server: $schema=...`)
+/// is the one `firedrill schema` prints.
+#[test]
+fn the_published_schema_is_current() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    let want = String::from_utf8(out.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/scenario.schema.json");
+    if std::env::var("UPDATE_DOCS").as_deref() == Ok("1") {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "scenarios/scenario.schema.json is out of date; run \
+         `UPDATE_DOCS=1 cargo test -p firedrill --test scenarios published_schema` and commit it"
+    );
+}

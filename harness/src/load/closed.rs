@@ -63,7 +63,7 @@ pub async fn run_closed(
                     &spec,
                     &prompt,
                     now + cfg.request_timeout,
-                    cfg.poll_interval,
+                    &cfg,
                 )
                 .await;
                 let finished = Instant::now().saturating_duration_since(start);

@@ -63,4 +63,6 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Closed model: pause between a user's answer and its next request.
     pub think_time: Duration,
+    /// After a success, download the result's image before the request counts as done.
+    pub fetch_image: bool,
 }

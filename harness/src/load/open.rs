@@ -56,7 +56,7 @@ pub async fn run_open(
                 &send.spec,
                 &prompt,
                 intended + cfg.request_timeout,
-                cfg.poll_interval,
+                &cfg,
             )
             .await;
             let finished = Instant::now();

@@ -2,11 +2,11 @@
 //! state; classified into the harness's outcome classes.
 
 use super::client::{Answer, ClientError, HttpClient};
+use super::EngineConfig;
 use crate::outcome::{classify_body, OutcomeClass};
 use crate::plan::{Mode, RequestSpec};
 use hyper::Method;
 use serde_json::Value;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Where requests go.
@@ -101,14 +101,15 @@ fn classify_job(status: &Value) -> Option<OutcomeClass> {
     }
 }
 
-/// Runs one request to its outcome within `timeout` (measured by the caller's clock from `deadline`).
+/// Runs one request to its outcome by `deadline`: submit; for async jobs, poll every
+/// `cfg.poll_interval` to a terminal state; with `cfg.fetch_image`, download the image of a success.
 pub async fn execute(
     client: &HttpClient,
     ep: &Endpoint,
     spec: &RequestSpec,
     prompt: &str,
     deadline: Instant,
-    poll: Duration,
+    cfg: &EngineConfig,
 ) -> OutcomeClass {
     let run = async {
         let payload = body(spec, prompt);
@@ -127,7 +128,12 @@ pub async fn execute(
             }
         };
         if spec.mode == Mode::Sync || a.status != 202 {
-            return classify_answer(&a);
+            let class = classify_answer(&a);
+            if class == OutcomeClass::Ok && cfg.fetch_image {
+                let doc: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                return fetch_image(client, ep, &doc).await;
+            }
+            return class;
         }
         let id = serde_json::from_slice::<Value>(&a.body)
             .ok()
@@ -137,15 +143,19 @@ pub async fn execute(
         };
         let status_url = format!("{}/v1/generations/{id}", ep.base);
         loop {
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(cfg.poll_interval).await;
             match client
                 .send(Method::GET, &status_url, ep.api_key.as_deref(), None)
                 .await
             {
                 Ok(a) if a.status == 200 => {
                     let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                    if let Some(c) = classify_job(&v) {
-                        return c;
+                    match classify_job(&v) {
+                        Some(OutcomeClass::Ok) if cfg.fetch_image => {
+                            return fetch_image(client, ep, &v).await
+                        }
+                        Some(c) => return c,
+                        None => {}
                     }
                 }
                 Ok(a) => return classify_answer(&a),
@@ -156,6 +166,29 @@ pub async fn execute(
     match tokio::time::timeout_at(deadline, run).await {
         Ok(c) => c,
         Err(_) => OutcomeClass::Timeout,
+    }
+}
+
+/// The last step of a journey: download the image a finished job names (`image_url`, absolute or
+/// relative to the endpoint). A success without an image, or an empty or failed download, is an
+/// `http_error`: the user got nothing to show.
+async fn fetch_image(client: &HttpClient, ep: &Endpoint, doc: &Value) -> OutcomeClass {
+    let Some(url) = doc["image_url"].as_str() else {
+        return OutcomeClass::HttpError;
+    };
+    let url = if url.starts_with('/') {
+        format!("{}{url}", ep.base)
+    } else {
+        url.to_owned()
+    };
+    match client
+        .send(Method::GET, &url, ep.api_key.as_deref(), None)
+        .await
+    {
+        Ok(a) if a.status == 200 && !a.body.is_empty() => OutcomeClass::Ok,
+        Ok(a) if a.status == 200 => OutcomeClass::HttpError,
+        Ok(a) => classify_answer(&a),
+        Err(_) => OutcomeClass::ConnectionError,
     }
 }
 

@@ -146,6 +146,10 @@ pub struct Load {
     /// Async requests: how often to poll a job's status.
     #[serde(default = "default_poll")]
     pub poll_interval: Dur,
+    /// Journeys: after a generation succeeds, download its image (`image_url`) as a user would;
+    /// latency runs to the end of the download and a failed download counts as `http_error`.
+    #[serde(default)]
+    pub fetch_image: bool,
 }
 
 fn default_timeout() -> Dur {
