@@ -609,6 +609,42 @@ impl Recorder {
         }
     }
 
+    /// The last `n` windows that are sealed (final but for late stragglers), oldest first;
+    /// fewer at the start of a run. Live decisions on windowed thresholds (`abort`) read these.
+    pub fn sealed_tail(&self, n: usize) -> Vec<WindowStats> {
+        let bound = match self.open.first() {
+            Some(&w) => w,
+            None => self.slots.keys().next_back().map_or(0, |&w| w + 1),
+        };
+        let win_s = self.window.as_secs_f64();
+        let from = bound.saturating_sub(n as u64);
+        (from..bound)
+            .map(|w| {
+                let start = w as f64 * win_s;
+                let (c, sealed) = match self.slots.get(&w) {
+                    Some(Slot {
+                        c,
+                        hists: Hists::Sealed(m),
+                    }) => (*c, Some(m)),
+                    Some(Slot { c, .. }) => (*c, None),
+                    None => (Counters::default(), None),
+                };
+                let per_tier = self
+                    .tiers
+                    .list
+                    .iter()
+                    .map(|t| {
+                        let s = sealed
+                            .and_then(|m| m.get(t).cloned())
+                            .unwrap_or_else(|| self.empty_tier());
+                        (t.clone(), s)
+                    })
+                    .collect();
+                window_stats(start, start + win_s, &c, per_tier)
+            })
+            .collect()
+    }
+
     fn empty_tier(&self) -> TierStats {
         TierStats {
             count: 0,
