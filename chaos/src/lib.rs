@@ -21,9 +21,11 @@
 //! ```
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod fault;
 
 pub use api::{FaultList, InjectRequest, InjectedFault};
+pub use client::{AdminClient, AdminError};
 pub use error::FaultError;
 pub use fault::{FaultKind, FaultSpec, SafetyStage, Stage, MAX_DURATION_MS};
