@@ -22,10 +22,15 @@
 
 pub mod api;
 pub mod client;
+pub mod command;
 pub mod error;
 pub mod fault;
+pub mod injector;
+pub mod timeline;
 
 pub use api::{FaultList, InjectRequest, InjectedFault};
 pub use client::{AdminClient, AdminError};
 pub use error::FaultError;
 pub use fault::{FaultKind, FaultSpec, SafetyStage, Stage, MAX_DURATION_MS};
+pub use injector::{Channels, Injector, JournalAction, JournalEntry, Rollback};
+pub use timeline::{Action, CommandFault, Step, TimedFault, Timeline};

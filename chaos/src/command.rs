@@ -1,0 +1,71 @@
+//! Command faults: a user's own inject and revert commands, run by `sh -c` with a timeout.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// Runs `command` with `sh -c`, killing it after `timeout`. `Ok` with the first line of its
+/// output when it exits 0; `Err` saying why otherwise (exit status and the tail of its stderr,
+/// or the timeout).
+pub async fn run_command(command: &str, timeout: Duration) -> Result<String, String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start `sh -c`: {e}"))?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let read = async {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        if let Some(s) = out.as_mut() {
+            let _ = s.read_to_end(&mut o).await;
+        }
+        if let Some(s) = err.as_mut() {
+            let _ = s.read_to_end(&mut e).await;
+        }
+        let status = child.wait().await;
+        (status, o, e)
+    };
+    let (status, o, e) = match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r,
+        // Dropping the future drops the child, which kills it (kill_on_drop).
+        Err(_) => return Err(format!("timed out after {timeout:?} and was killed")),
+    };
+    let status = status.map_err(|e| format!("cannot wait for it: {e}"))?;
+    let tail = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b);
+        let s = s.trim();
+        let start = s.len().saturating_sub(300);
+        let start = (start..=s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
+        s[start..].to_owned()
+    };
+    if status.success() {
+        Ok(tail(&o).lines().next().unwrap_or("").to_owned())
+    } else {
+        Err(format!("exited with {status}: {}", tail(&e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn success_failure_and_timeout_are_told_apart() {
+        let t = Duration::from_secs(5);
+        assert_eq!(run_command("echo injected", t).await, Ok("injected".into()));
+        let e = run_command("echo nope >&2; exit 3", t).await.unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("nope"), "{e}");
+        let started = std::time::Instant::now();
+        let e = run_command("sleep 10", Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
