@@ -85,6 +85,8 @@ pub struct Injector {
     journal: Vec<JournalEntry>,
     /// Channels that received at least one fault, so the rollback verifies them.
     used: [bool; 2],
+    /// Where each journal entry is also sent as it happens (for live progress).
+    notify: Option<tokio::sync::mpsc::UnboundedSender<JournalEntry>>,
 }
 
 impl Injector {
@@ -97,7 +99,19 @@ impl Injector {
             active: Vec::new(),
             journal: Vec::new(),
             used: [false; 2],
+            notify: None,
         }
+    }
+
+    /// Also sends every journal entry to `tx` as it happens.
+    pub fn with_notify(mut self, tx: tokio::sync::mpsc::UnboundedSender<JournalEntry>) -> Injector {
+        self.notify = Some(tx);
+        self
+    }
+
+    /// The timeline being walked.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
     }
 
     /// The journal so far.
@@ -279,13 +293,17 @@ impl Injector {
     }
 
     fn note(&mut self, fault: &str, action: JournalAction, ok: bool, detail: String) {
-        self.journal.push(JournalEntry {
+        let e = JournalEntry {
             at: Instant::now().saturating_duration_since(self.start),
             fault: fault.to_owned(),
             action,
             ok,
             detail,
-        });
+        };
+        if let Some(tx) = &self.notify {
+            let _ = tx.send(e.clone());
+        }
+        self.journal.push(e);
     }
 }
 

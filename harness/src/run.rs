@@ -104,22 +104,60 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         }
         Err(TargetError::Failed(e)) => return RunOutcome::failed(exit::INFRA, e, Some(out_dir)),
     };
-    let result = drive(&scenario, plan.clone(), &target, &opts).await;
+    let timeline = crate::scenario::faults::timeline(&scenario);
+    let channels = chaos::Channels {
+        server: target.admin.clone(),
+        proxy: None,
+    };
+    let result = drive(&scenario, plan.clone(), &target, &opts, timeline, channels).await;
     let server_exit = target.stop(Duration::from_secs(60)).await;
-    let (recorder, store, events, end, stopped) = result;
+    let (recorder, store, mut events, end, stopped, fault_outcome) = result;
+    let (timeline, journal, rollback) = fault_outcome.unwrap_or_else(|| {
+        (
+            chaos::Timeline::default(),
+            Vec::new(),
+            chaos::Rollback {
+                verified: true,
+                problems: Vec::new(),
+            },
+        )
+    });
+    let (fault_records, fault_journal, rollback_record, fault_events) =
+        crate::faults::to_record(&timeline, &journal, &rollback);
+    events.extend(fault_events);
+    events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    // A drill whose faults did not go in or come out as planned proved nothing: that is an
+    // infrastructure failure, whatever the thresholds say.
+    let fault_problem = if !rollback.verified {
+        Some(format!(
+            "faults not verifiably rolled back: {}",
+            rollback.problems.join("; ")
+        ))
+    } else {
+        journal.iter().find(|e| !e.ok).map(|e| {
+            format!(
+                "fault {} {} failed: {}",
+                e.fault,
+                e.action.as_str(),
+                e.detail
+            )
+        })
+    };
     let interrupted = stopped.interrupted;
     let (windows, totals, outcomes, trust) = recorder.finish(end, opts.send_delay_limit);
     let window_s = opts.window.as_secs_f64();
     let thresholds = crate::verdict::judge(&scenario.thresholds, &windows, &totals, window_s);
-    let passed = !interrupted && !stopped.aborted && thresholds.iter().all(|t| t.passed);
-    let exit_code = if interrupted {
+    let passed = !interrupted
+        && !stopped.aborted
+        && fault_problem.is_none()
+        && thresholds.iter().all(|t| t.passed);
+    let exit_code = if interrupted || (fault_problem.is_some() && !stopped.aborted) {
         exit::INFRA
     } else if passed {
         exit::PASS
     } else {
         exit::FAILED
     };
-    let mut events = events;
     if let Some(st) = server_exit.filter(|s| !s.success()) {
         events.push(reports::record::Event {
             t_s: end.as_secs_f64(),
@@ -177,6 +215,9 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         outcomes,
         series,
         events,
+        faults: fault_records,
+        fault_journal,
+        rollback: rollback_record,
         thresholds,
         trust,
         verdict: Verdict {
@@ -205,7 +246,11 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         exit_code,
         out_dir: Some(out_dir),
         record: Some(record),
-        error: interrupted.then(|| "interrupted".to_owned()),
+        error: if interrupted {
+            Some("interrupted".to_owned())
+        } else {
+            fault_problem
+        },
     }
 }
 
@@ -224,10 +269,19 @@ type Driven = (
     Vec<reports::record::Event>,
     Duration,
     Stopped,
+    Option<(chaos::Timeline, Vec<chaos::JournalEntry>, chaos::Rollback)>,
 );
 
-/// Runs load, scraping and recording until the plan ends (or Ctrl-C).
-async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions) -> Driven {
+/// Runs load, faults, scraping and recording until the plan ends (or Ctrl-C, or an abort), then
+/// rolls the faults back.
+async fn drive(
+    s: &Scenario,
+    plan: Arc<Plan>,
+    target: &Target,
+    opts: &RunOptions,
+    timeline: chaos::Timeline,
+    channels: chaos::Channels,
+) -> Driven {
     let mut tiers: Vec<String> = TIERS.iter().map(|t| t.to_string()).collect();
     tiers.push("default".into());
     let mut recorder = Recorder::new(opts.window, tiers, HistConfig::default());
@@ -302,6 +356,10 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
         });
     }
 
+    let (fault_tx, mut fault_rx) = mpsc::unbounded_channel();
+    let faults = (!timeline.is_empty())
+        .then(|| crate::faults::FaultRun::start(timeline, channels, start, fault_tx));
+
     let tty = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_line = Instant::now();
@@ -356,6 +414,10 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
                 }
                 let _ = std::io::stderr().flush();
             }
+            Some(e) = fault_rx.recv() => {
+                let line = crate::faults::console_line(&e);
+                if tty { eprintln!("\r{line}\x1b[K"); } else { eprintln!("{line}"); }
+            }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 eprintln!("\nfiredrill: interrupted; stopping load and the target");
@@ -369,6 +431,24 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
     }
     let _ = engine.await;
     let end = start.elapsed();
+    // Faults come out before anything else happens (and before the target is stopped).
+    let fault_outcome = match faults {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
+    while let Ok(e) = fault_rx.try_recv() {
+        eprintln!("{}", crate::faults::console_line(&e));
+    }
+    if let Some((_, _, rb)) = &fault_outcome {
+        if rb.verified {
+            eprintln!("firedrill: every fault reverted; the targets list none");
+        } else {
+            eprintln!(
+                "firedrill: ROLLBACK NOT VERIFIED: {}",
+                rb.problems.join("; ")
+            );
+        }
+    }
     if let Some(t) = scrape_task {
         // One last scrape so counters include the final requests.
         if let Ok(sc) = Scraper::new(&target.metrics_url, Duration::from_secs(2)) {
@@ -386,6 +466,7 @@ async fn drive(s: &Scenario, plan: Arc<Plan>, target: &Target, opts: &RunOptions
             interrupted: interrupted && !aborted,
             aborted,
         },
+        fault_outcome,
     )
 }
 
@@ -419,6 +500,21 @@ pub fn console_summary(r: &RunRecord) -> String {
             t.name,
             t.detail
         );
+    }
+    for f in &r.faults {
+        let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));
+        let _ = writeln!(
+            out,
+            "  fault {} ({} via {}): injected {}, reverted {}",
+            f.name,
+            f.kind,
+            f.via,
+            at(f.injected_s),
+            at(f.reverted_s)
+        );
+    }
+    if let Some(rb) = r.rollback.as_ref().filter(|rb| !rb.verified) {
+        let _ = writeln!(out, "  ROLLBACK NOT VERIFIED: {}", rb.problems.join("; "));
     }
     if !r.trust.trustworthy {
         let _ = writeln!(

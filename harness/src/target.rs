@@ -39,6 +39,8 @@ pub struct Target {
     pub api_key: Option<String>,
     /// What it is, for the record.
     pub kind: &'static str,
+    /// Its admin fault API, when the scenario injects server-side faults.
+    pub admin: Option<chaos::AdminClient>,
     child: Option<Child>,
 }
 
@@ -69,7 +71,19 @@ impl Target {
                 })?),
                 None => None,
             };
+            let admin = match (&u.admin, &u.admin_token_env) {
+                (Some(url), Some(var)) => {
+                    let token = std::env::var(var).map_err(|_| {
+                        TargetError::Config(format!(
+                            "target.url.admin_token_env: environment variable {var} is not set"
+                        ))
+                    })?;
+                    Some(chaos::AdminClient::new(url.clone(), token))
+                }
+                _ => None,
+            };
             return Ok(Target {
+                admin,
                 metrics_url: u
                     .metrics
                     .clone()
@@ -81,7 +95,11 @@ impl Target {
             });
         }
         let rs = s.target.reference_server.clone().unwrap_or_default();
-        spawn_reference_server(&rs, server_exe, out_dir, &s.observe.metrics_path).await
+        let admin = s
+            .faults
+            .iter()
+            .any(|f| f.fault.as_ref().is_some_and(|k| k.is_server_side()));
+        spawn_reference_server(&rs, server_exe, out_dir, &s.observe.metrics_path, admin).await
     }
 
     /// Stops a started server: SIGTERM, up to `grace` for it to drain, then a kill. Returns the
@@ -143,6 +161,7 @@ async fn spawn_reference_server(
     exe: &Path,
     out_dir: &Path,
     metrics_path: &str,
+    admin: bool,
 ) -> Result<Target, TargetError> {
     let failed = |m: String| TargetError::Failed(m);
     std::fs::create_dir_all(out_dir)
@@ -154,12 +173,26 @@ async fn spawn_reference_server(
     let log_path = out_dir.join("reference-server.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| failed(format!("cannot create {}: {e}", log_path.display())))?;
-    let mut child = Command::new(exe)
-        .arg("reference-server")
+    let mut cmd = Command::new(exe);
+    cmd.arg("reference-server")
         .arg("--config")
         .arg(&config_path)
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg("127.0.0.1:0");
+    // The admin API is only opened for a drill with server faults, on loopback, with a token made
+    // for this run and handed over in the environment (never on the command line).
+    let token = admin.then(|| format!("{:032x}", rand::random::<u128>()));
+    match &token {
+        Some(t) => {
+            cmd.arg("--admin-listen")
+                .arg("127.0.0.1:0")
+                .env("REFERENCE_SERVER_ADMIN_TOKEN", t);
+        }
+        None => {
+            cmd.env_remove("REFERENCE_SERVER_ADMIN_TOKEN");
+        }
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::piped())
@@ -174,18 +207,29 @@ async fn spawn_reference_server(
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
     let mut said = Vec::new();
-    let addr = tokio::time::timeout(Duration::from_secs(300), async {
+    let (mut addr, mut admin_addr) = (None, None);
+    let _ = tokio::time::timeout(Duration::from_secs(300), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(a) = line.trim().strip_prefix("reference-server listening on ") {
-                return Some(a.to_owned());
+                addr = Some(a.to_owned());
+            } else if let Some(a) = line.trim().strip_prefix("reference-server admin on ") {
+                admin_addr = Some(a.to_owned());
+            } else {
+                said.push(line);
             }
-            said.push(line);
+            if addr.is_some() && (token.is_none() || admin_addr.is_some()) {
+                return;
+            }
         }
-        None
     })
-    .await
-    .ok()
-    .flatten();
+    .await;
+    if addr.is_some() && token.is_some() && admin_addr.is_none() {
+        let _ = child.start_kill();
+        return Err(failed(format!(
+            "the reference server did not open its admin API: {}",
+            said.join("\n")
+        )));
+    }
     let Some(base) = addr else {
         let status = child.wait().await.ok();
         let text = said.join("\n");
@@ -206,6 +250,9 @@ async fn spawn_reference_server(
         base,
         api_key: Some(api_key.unwrap_or_else(|| DEV_API_KEY.to_owned())),
         kind: "reference_server",
+        admin: admin_addr
+            .zip(token)
+            .map(|(a, t)| chaos::AdminClient::new(a, t)),
         child: Some(child),
     };
     wait_ready(&target.base).await.map_err(|e| {

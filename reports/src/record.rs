@@ -53,6 +53,15 @@ pub struct RunRecord {
     pub series: serde_json::Value,
     /// What happened when (stages, faults, alerts, aborts), in time order.
     pub events: Vec<Event>,
+    /// The drill's faults, as planned and as they happened.
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+    /// Every inject, revert, rollback and verification the injector did, in time order.
+    #[serde(default)]
+    pub fault_journal: Vec<FaultJournalEntry>,
+    /// How the final rollback went; `None` for a run without faults.
+    #[serde(default)]
+    pub rollback: Option<RollbackRecord>,
     /// One verdict per threshold of the scenario.
     pub thresholds: Vec<ThresholdVerdict>,
     /// Whether the harness kept up, so the numbers mean what they say.
@@ -267,6 +276,55 @@ pub struct Event {
     pub name: String,
     /// Free text for people.
     pub detail: String,
+}
+
+/// One fault of the drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRecord {
+    /// Its name in the scenario.
+    pub name: String,
+    /// Fault kind (`gpu_oom`, `latency`, ...) or `command`.
+    pub kind: String,
+    /// How it was injected: `server`, `proxy` or `command`.
+    pub via: String,
+    /// Planned start, seconds from run start.
+    pub planned_start_s: f64,
+    /// Planned end, seconds from run start.
+    pub planned_end_s: f64,
+    /// When it was injected; `None` if it never was (the run ended first, or injection failed).
+    pub injected_s: Option<f64>,
+    /// When it was reverted (on schedule or by the rollback); `None` if it was never injected
+    /// or never verifiably reverted.
+    pub reverted_s: Option<f64>,
+    /// The fault's parameters as sent, for people (`{"kind": "gpu_oom", "fraction": 0.9}`).
+    pub spec: serde_json::Value,
+}
+
+/// One action of the fault injector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultJournalEntry {
+    /// When, seconds from run start.
+    pub t_s: f64,
+    /// The fault (for `verify`: the target checked, `server` or `proxy`).
+    pub fault: String,
+    /// `inject`, `revert`, `rollback` or `verify`.
+    pub action: String,
+    /// Whether it worked.
+    pub ok: bool,
+    /// What the target said.
+    pub detail: String,
+}
+
+/// How the final rollback went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRecord {
+    /// Every fault was reverted and every target listed none afterwards.
+    pub verified: bool,
+    /// What could not be reverted or verified.
+    pub problems: Vec<String>,
 }
 
 /// Over what a threshold was judged.

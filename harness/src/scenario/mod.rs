@@ -2,10 +2,12 @@
 //! every error names the file, line, column and field path and says what was expected.
 
 mod duration;
+pub mod faults;
 mod inputs;
 mod locate;
 
 pub use duration::Dur;
+pub use faults::{CommandEntry, FaultEntry};
 pub use inputs::read_inputs;
 
 use schemars::JsonSchema;
@@ -41,6 +43,9 @@ pub struct Scenario {
     /// Pass/fail conditions on the client-side measurements.
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
+    /// Faults on the load's timeline, each reverted when it ends and on every exit path.
+    #[serde(default)]
+    pub faults: Vec<FaultEntry>,
 }
 
 fn default_seed() -> u64 {
@@ -84,6 +89,12 @@ pub struct UrlTarget {
     /// Environment variable holding the API key (never the key itself).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Base URL of the target's admin fault API (`/admin/faults`), for server-side faults.
+    #[serde(default)]
+    pub admin: Option<String>,
+    /// Environment variable holding the admin token.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
 }
 
 /// Open or closed workload model.
@@ -618,7 +629,7 @@ impl Scenario {
                 return err(&f("window"), "must be longer than zero".into());
             }
         }
-        Ok(())
+        faults::validate(self)
     }
 }
 

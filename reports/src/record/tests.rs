@@ -121,6 +121,27 @@ fn sample_record() -> RunRecord {
             name: "warm".into(),
             detail: "ramp 0 -> 200 req/s".into(),
         }],
+        faults: vec![FaultRecord {
+            name: "oom".into(),
+            kind: "gpu_oom".into(),
+            via: "server".into(),
+            planned_start_s: 1.0,
+            planned_end_s: 2.0,
+            injected_s: Some(1.01),
+            reverted_s: Some(2.02),
+            spec: serde_json::json!({"kind": "gpu_oom", "fraction": 0.9}),
+        }],
+        fault_journal: vec![FaultJournalEntry {
+            t_s: 1.01,
+            fault: "oom".into(),
+            action: "inject".into(),
+            ok: true,
+            detail: "id f1".into(),
+        }],
+        rollback: Some(RollbackRecord {
+            verified: true,
+            problems: vec![],
+        }),
         thresholds: vec![
             ThresholdVerdict {
                 name: "fast-p95".into(),
