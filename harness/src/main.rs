@@ -103,6 +103,21 @@ fn summary(s: &Scenario, p: &Plan) -> String {
     for t in &s.thresholds {
         let _ = writeln!(out, "  {}", t.name);
     }
+    let timeline = firedrill::scenario::faults::timeline(s);
+    if !timeline.is_empty() {
+        let _ = writeln!(out, "faults: {}", timeline.faults().len());
+        for f in timeline.faults() {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<18} via {:<8} {:>7.1}s -> {:.1}s",
+                f.name,
+                f.action.kind(),
+                f.action.via(),
+                f.start.as_secs_f64(),
+                f.end().as_secs_f64()
+            );
+        }
+    }
     out
 }
 
