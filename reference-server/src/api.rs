@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::jobs::{Job, JobContext, JobSpec, JobState, JobStatus};
 use crate::ratelimit::TokenBucket;
-use crate::safety::prompt::PromptClassifier;
+use crate::safety::prompt::{Category, PromptClassifier};
 use crate::telemetry::{exported_ids, hash_id, random_hex, TraceParent};
 use crate::types::{Resolution, Tier};
 use axum::body::{Body, Bytes};
@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chaos::{SafetyStage, Stage};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -164,7 +165,8 @@ fn authenticate<'a>(cfg: &'a Config, headers: &HeaderMap) -> Result<Caller<'a>, 
     Ok(Caller { key })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equality that takes the same time wherever the inputs differ (for secrets).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -456,18 +458,32 @@ async fn submit(
     );
     let user_id_hash = hash_id(&v.user);
     let organization_id_hash = hash_id(&caller.key.user);
-    let verdict = {
+    let t = Instant::now();
+    let mut verdict = {
         let _p = pp.enter();
         drop(info_span!("prompt_parsing"));
         let _s = info_span!("safety_pre_check").entered();
-        let t = Instant::now();
-        let verdict = st.prompt_check.check(&v.prompt);
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        m.safety_check_time.observe_ms(&["pre"], ms);
-        m.safety_classifier_latency
-            .observe_ms(&["prompt_classifier"], ms);
-        verdict
+        st.prompt_check.check(&v.prompt)
     };
+    // Injected latency in the safety stage (outside the span guards, which cannot cross .await).
+    let delay = st.engine.fault_stage_delay(Stage::Safety);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    m.safety_check_time.observe_ms(&["pre"], ms);
+    m.safety_classifier_latency
+        .observe_ms(&["prompt_classifier"], ms);
+    // A false-positive storm: the prompt classifier also flags a share of passing prompts.
+    if verdict.blocked.is_none()
+        && crate::faults::fires(
+            st.engine.fault_extra_block_fraction(SafetyStage::Pre),
+            rand::random::<f64>(),
+        )
+    {
+        verdict.blocked = Category::parse(crate::faults::false_positive_category(&id));
+        verdict.matched_rule = Some("injected_safety_spike");
+    }
     if let Some(category) = verdict.blocked {
         let category = category.as_str();
         m.safety_blocks_total
@@ -503,9 +519,14 @@ async fn submit(
     };
     pp.record("encoder_types", profile.encoders.join(",").as_str());
     let pp2 = pp.clone();
+    let encode_delay = st.engine.fault_stage_delay(Stage::TextEncoding);
+    let encode_start = Instant::now();
     let encoded = tokio::task::spawn_blocking(move || {
         let _p = pp2.enter();
         let out = encoder.encode_text(&tokens);
+        if !encode_delay.is_zero() {
+            std::thread::sleep(encode_delay);
+        }
         if let Ok((_, parts)) = &out {
             for (name, took) in parts {
                 let ms = took.as_secs_f64() * 1e3;
@@ -523,6 +544,9 @@ async fn submit(
         out
     })
     .await;
+    m.text_encoding_seconds
+        .with_label_values(&[&model])
+        .observe(encode_start.elapsed().as_secs_f64());
     let cond = match encoded {
         Ok(Ok((cond, _))) => cond,
         Ok(Err(e)) => {

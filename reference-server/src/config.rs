@@ -52,6 +52,30 @@ pub struct Config {
     /// metrics`; `seed_ms` exports the seeds' literal `diffusion_step_time_ms` names, buckets and
     /// values in milliseconds, for alert rules written against those names.
     pub metric_units: MetricUnits,
+    /// The admin API (fault injection) on its own listener; it runs only when the
+    /// `REFERENCE_SERVER_ADMIN_TOKEN` environment variable holds its token.
+    pub admin: AdminConfig,
+}
+
+/// The admin API's listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address the admin API listens on, separate from `listen`; loopback unless
+    /// `allow_non_loopback` (port 0: any free port, printed on stderr).
+    pub listen: String,
+    /// Allow a non-loopback `listen`: anyone who can reach it and holds the token can break the
+    /// server on purpose.
+    pub allow_non_loopback: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:0".into(),
+            allow_non_loopback: false,
+        }
+    }
 }
 
 /// One API key.
@@ -240,6 +264,7 @@ impl Default for Config {
             prices,
             drain_timeout_seconds: 30.0,
             metric_units: MetricUnits::Base,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -349,6 +374,27 @@ impl Config {
                     self.listen
                 ),
             ));
+        }
+        match self.admin.listen.parse::<std::net::SocketAddr>() {
+            Err(_) => {
+                return Err(err(
+                    "admin.listen",
+                    format!(
+                        "expected ADDR:PORT such as 127.0.0.1:9091, got {:?}",
+                        self.admin.listen
+                    ),
+                ))
+            }
+            Ok(a) if !a.ip().is_loopback() && !self.admin.allow_non_loopback => {
+                return Err(err(
+                    "admin.listen",
+                    format!(
+                        "{a} is not a loopback address; the admin API injects faults, so it \
+                         listens on loopback only unless admin.allow_non_loopback is true"
+                    ),
+                ))
+            }
+            Ok(_) => {}
         }
         if self.api_keys.is_empty() {
             return Err(err("api_keys", "at least one API key is required".into()));
@@ -567,6 +613,27 @@ mod tests {
         assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
         assert!(e.message.contains("millis"), "{e}");
         assert!(e.to_string().contains("field `metric_units`"), "{e}");
+    }
+
+    #[test]
+    fn admin_listen_is_loopback_unless_allowed() {
+        let c = Config::from_yaml("{}").unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:0");
+        assert!(!c.admin.allow_non_loopback);
+        Config::from_yaml("admin: {listen: \"[::1]:9091\"}\n").unwrap();
+        let e = Config::from_yaml("admin:\n  listen: 0.0.0.0:9091\n").unwrap_err();
+        assert_eq!(e.field, "admin.listen", "{e}");
+        assert!(e.message.contains("allow_non_loopback"), "{e}");
+        let c =
+            Config::from_yaml("admin: {listen: 0.0.0.0:9091, allow_non_loopback: true}\n").unwrap();
+        assert_eq!(c.admin.listen, "0.0.0.0:9091");
+        let e = Config::from_yaml("admin: {listen: nowhere}\n").unwrap_err();
+        assert_eq!(e.field, "admin.listen", "{e}");
+        let e = Config::from_yaml("admin: {token: secret}\n").unwrap_err();
+        assert_eq!(
+            e.field, "admin.token",
+            "the token is never read from the file: {e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! assignment, generation with `compute`, post-generation `safety`, delivery to the `store`),
 //! recording `metrics` and `telemetry` at every stage. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod compute;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod gpu;
 pub mod jobs;
 pub mod metrics;

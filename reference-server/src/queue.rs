@@ -52,6 +52,8 @@ pub struct TieredQueue<T> {
     tiers: [VecDeque<Entry<T>>; 3],
     caps: [usize; 3],
     aging: Duration,
+    /// Tiers nothing is served from (a stalled queue): they still admit, expire and cancel.
+    paused: [bool; 3],
 }
 
 impl<T> TieredQueue<T> {
@@ -61,7 +63,14 @@ impl<T> TieredQueue<T> {
             tiers: Default::default(),
             caps,
             aging,
+            paused: [false; 3],
         }
+    }
+
+    /// Stops (`true`) or resumes serving each tier, indexed by [`Tier::rank`]. A paused tier
+    /// keeps admitting jobs, which wait (and expire at their deadline) until it resumes.
+    pub fn set_paused(&mut self, paused: [bool; 3]) {
+        self.paused = paused;
     }
 
     /// Admits a job, or refuses it when its tier is full.
@@ -113,6 +122,7 @@ impl<T> TieredQueue<T> {
     fn head_tier(&self, now: Instant) -> Option<usize> {
         // Within a tier the front is the oldest, so only fronts compete.
         (0..3)
+            .filter(|&t| !self.paused[t])
             .filter_map(|t| self.tiers[t].front().map(|e| (t, self.score(e, now))))
             .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
             .map(|(t, _)| t)
@@ -122,7 +132,9 @@ impl<T> TieredQueue<T> {
     pub fn count_compatible(&self, key: &BatchKey) -> usize {
         self.tiers
             .iter()
-            .flat_map(|q| q.iter())
+            .zip(self.paused)
+            .filter(|(_, paused)| !paused)
+            .flat_map(|(q, _)| q.iter())
             .filter(|e| &e.key == key)
             .count()
     }
@@ -137,6 +149,7 @@ impl<T> TieredQueue<T> {
         let mut batch = vec![head];
         while batch.len() < max {
             let best = (0..3)
+                .filter(|&t| !self.paused[t])
                 .filter_map(|t| {
                     let i = self.tiers[t].iter().position(|e| e.key == key)?;
                     Some((t, i, self.score(&self.tiers[t][i], now)))
@@ -333,6 +346,24 @@ mod tests {
         let b: Vec<u32> = q.take_batch(t0, 3).into_iter().map(|e| e.item).collect();
         assert_eq!(b, vec![2]);
         assert_eq!(q.take_batch(t0, 3)[0].item, 3);
+    }
+
+    #[test]
+    fn paused_tiers_admit_but_are_not_served() {
+        let t0 = Instant::now();
+        let mut q = TieredQueue::new([10, 10, 10], Duration::from_secs(10));
+        q.push(entry(1, Tier::Turbo, t0, "a")).unwrap();
+        q.push(entry(2, Tier::Fast, t0, "a")).unwrap();
+        q.set_paused([true, false, false]);
+        q.push(entry(3, Tier::Turbo, t0, "a")).unwrap();
+        assert_eq!(q.peek(t0).unwrap().item, 2);
+        assert_eq!(q.count_compatible(&key("a")), 1);
+        let b: Vec<u32> = q.take_batch(t0, 4).into_iter().map(|e| e.item).collect();
+        assert_eq!(b, vec![2], "no batch-mates from a paused tier");
+        assert!(q.peek(t0).is_none());
+        assert_eq!(q.depth(Tier::Turbo), 2);
+        q.set_paused([false; 3]);
+        assert_eq!(q.take_batch(t0, 4).len(), 2);
     }
 
     #[test]

@@ -2,12 +2,15 @@
 
 use super::*;
 use crate::compute::DEFAULT_THRESHOLD;
+use crate::faults::{false_positive_category, fires, now_ms};
+use chaos::{SafetyStage, Stage};
 
 /// Post-generation safety (classifiers, watermark) and delivery (PNG to the object store).
 pub(super) fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images: Vec<RgbImage>) {
     let m = &shared.metrics;
     let t = Instant::now();
     let scores = shared.classifier.classify(&images);
+    shared.stage_sleep(Stage::Safety);
     let classify_ms = t.elapsed().as_secs_f64() * 1e3;
     m.safety_classifier_latency
         .observe_ms(&["image_classifier"], classify_ms);
@@ -40,6 +43,13 @@ pub(super) fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images:
         } else {
             None
         };
+        // A false-positive storm: the classifier also flags a share of passing images.
+        let category = category.or_else(|| {
+            let p = shared
+                .faults()
+                .extra_block_fraction(SafetyStage::Post, now_ms());
+            fires(p, rand::random::<f64>()).then(|| false_positive_category(&job.id))
+        });
         {
             let _p = post.enter();
             drop(info_span!("nsfw_classifier", score = score.nsfw as f64));
@@ -114,6 +124,7 @@ pub(super) fn post_check_and_deliver(shared: &Shared, jobs: &[Arc<Job>], images:
         let stored = {
             let _d = delivery.enter();
             let _u = info_span!("cdn_upload").entered();
+            shared.stage_sleep(Stage::Upload);
             shared.store.put(&job.id, &png)
         };
         let upload = t.elapsed();

@@ -10,6 +10,8 @@ pub(super) fn dispatcher_loop(shared: &Shared) {
     let mut st = shared.state.lock().expect("engine state lock");
     while !shared.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
+        // Hogs and stalled tiers as the active faults have them now.
+        sync_faults(&mut st, &shared.faults(), crate::faults::now_ms());
         let expired = st.queue.expire(now);
         if !expired.is_empty() {
             drop(st);
@@ -51,29 +53,33 @@ pub(super) fn dispatcher_loop(shared: &Shared) {
         }
         st.holding_since = None;
         let batch_wait = now.saturating_duration_since(holding_since);
-        let w = choose_worker(&st.workers, &key.model);
         let mut batch = st.queue.take_batch(now, max_batch);
-        // Fit the batch into the worker's VRAM: evict cold models, shrink the batch, or refuse.
-        let weights = if st.workers[w].warm_model(&key.model).is_some() {
-            0
-        } else {
-            shared.model_bytes.get(&key.model).copied().unwrap_or(0)
-        };
+        let model_bytes = shared.model_bytes.get(&key.model).copied().unwrap_or(0);
         let encoder = &shared.encoders[&key.model];
         let res = batch[0].item.spec.resolution;
-        let oom;
+        let candidates = worker_preference(&st.workers, &key.model);
+        // Fit the batch into a worker's VRAM: the preferred idle worker that can hold it (evicting
+        // its cold models), else a smaller batch; one job that fits no idle worker waits for a
+        // busy one that could hold it, or fails with gpu_oom.
+        let mut oom = None;
         loop {
             let act = encoder.activation_bytes(batch.len(), res);
-            let slot = &mut st.workers[w];
-            let pinned: u64 = slot
-                .warm
-                .iter()
-                .filter(|m| m.name == key.model)
-                .map(|m| m.bytes)
-                .sum();
-            if pinned + weights + act + slot.loading_bytes + slot.activation_bytes
-                <= slot.vram_total
-            {
+            let fit = candidates.iter().copied().find(|&w| {
+                let slot = &st.workers[w];
+                let weights = if slot.warm_model(&key.model).is_some() {
+                    0
+                } else {
+                    model_bytes
+                };
+                fits(slot, &key.model, weights, act)
+            });
+            if let Some(w) = fit {
+                let slot = &mut st.workers[w];
+                let weights = if slot.warm_model(&key.model).is_some() {
+                    0
+                } else {
+                    model_bytes
+                };
                 // Evict least recently used models until it fits.
                 while slot.vram_used() + weights + act > slot.vram_total {
                     let i = slot
@@ -86,7 +92,6 @@ pub(super) fn dispatcher_loop(shared: &Shared) {
                 }
                 slot.activation_bytes += act;
                 slot.loading_bytes += weights;
-                oom = None;
                 let dispatched_at = Instant::now();
                 let mut jobs = Vec::with_capacity(batch.len());
                 for e in batch.drain(..) {
@@ -109,7 +114,21 @@ pub(super) fn dispatcher_loop(shared: &Shared) {
                 st.queue.push_front(back);
                 continue;
             }
-            oom = batch.pop();
+            let could_later = st.workers.iter().any(|w| {
+                w.alive && w.busy && w.vram_total.saturating_sub(w.hog_bytes) >= model_bytes + act
+            });
+            let e = batch.pop().expect("batch holds one job");
+            if could_later {
+                // Retried when a busy worker that can hold it frees up.
+                st.queue.push_front(e);
+                st = shared
+                    .wake
+                    .wait_timeout(st, Duration::from_millis(200))
+                    .expect("engine state lock")
+                    .0;
+            } else {
+                oom = Some(e);
+            }
             break;
         }
         if let Some(e) = oom {
@@ -127,19 +146,31 @@ pub(super) fn dispatcher_loop(shared: &Shared) {
     }
 }
 
-/// An idle live worker, preferring one with the model warm, then the most free VRAM.
-pub(super) fn choose_worker(workers: &[WorkerSlot], model: &str) -> usize {
-    let idle = || {
-        workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.alive && !w.busy)
-    };
-    if let Some((i, _)) = idle().find(|(_, w)| w.warm_model(model).is_some()) {
-        return i;
-    }
-    idle()
-        .max_by_key(|(_, w)| w.vram_total.saturating_sub(w.vram_used()))
-        .map(|(i, _)| i)
-        .expect("dispatcher only chooses when a worker is idle")
+/// Whether a batch needing `weights` (0 when warm) and `act` bytes fits on `slot` once its other
+/// models are evicted.
+fn fits(slot: &WorkerSlot, model: &str, weights: u64, act: u64) -> bool {
+    let pinned: u64 = slot
+        .warm
+        .iter()
+        .filter(|m| m.name == model)
+        .map(|m| m.bytes)
+        .sum();
+    slot.hog_bytes + pinned + weights + act + slot.loading_bytes + slot.activation_bytes
+        <= slot.vram_total
+}
+
+/// Idle live workers in order of preference: those with the model warm first, then by most free
+/// VRAM (hogs counted).
+pub(super) fn worker_preference(workers: &[WorkerSlot], model: &str) -> Vec<usize> {
+    let mut idle: Vec<usize> = (0..workers.len())
+        .filter(|&i| workers[i].alive && !workers[i].busy)
+        .collect();
+    idle.sort_by_key(|&i| {
+        let w = &workers[i];
+        (
+            w.warm_model(model).is_none(),
+            std::cmp::Reverse(w.vram_total.saturating_sub(w.vram_used())),
+        )
+    });
+    idle
 }

@@ -3,6 +3,7 @@
 
 use super::worker::stop_if_done;
 use super::*;
+use chaos::Stage;
 
 /// The worker died during generation.
 pub(super) struct Died;
@@ -102,7 +103,11 @@ pub(super) fn generate(
                 .iter()
                 .map(|s| info_span!(parent: s, "step", step = step + 1).entered())
                 .collect();
-            model.denoise_step(&latents, &conds, step as usize, total as usize)
+            let next = model.denoise_step(&latents, &conds, step as usize, total as usize);
+            // A throttled GPU computes slower; an injected latency adds to every step.
+            shared.throttle_sleep(index, t.elapsed());
+            shared.stage_sleep(Stage::DenoiseStep);
+            next
         };
         latents = match next {
             Ok(l) => l,
@@ -135,7 +140,10 @@ pub(super) fn generate(
             .iter()
             .map(|s| info_span!(parent: s, "vae_decode", resolution = %spec.resolution, batch_size = jobs.len()).entered())
             .collect();
-        model.vae_decode(&latents, &conds)
+        let images = model.vae_decode(&latents, &conds);
+        shared.throttle_sleep(index, t.elapsed());
+        shared.stage_sleep(Stage::VaeDecode);
+        images
     };
     m.vae_decode_time
         .observe_ms(&[model_name], t.elapsed().as_secs_f64() * 1e3);

@@ -28,10 +28,12 @@ use tracing::{error, info, info_span, warn};
 
 mod deliver;
 mod dispatch;
+mod faults;
 mod generate;
 mod worker;
 
 use dispatch::dispatcher_loop;
+use faults::{sync_faults, RestartPlan};
 use worker::worker_loop;
 
 /// A model resident on a worker.
@@ -51,6 +53,8 @@ struct WorkerSlot {
     /// Weight bytes reserved for a model being loaded.
     loading_bytes: u64,
     activation_bytes: u64,
+    /// VRAM taken by `gpu_oom` hogs (derived from the fault registry).
+    hog_bytes: u64,
     vram_total: u64,
     gpu: ModelledGpu,
     busy_since: Option<Instant>,
@@ -59,7 +63,10 @@ struct WorkerSlot {
 
 impl WorkerSlot {
     fn vram_used(&self) -> u64 {
-        self.warm.iter().map(|w| w.bytes).sum::<u64>() + self.loading_bytes + self.activation_bytes
+        self.warm.iter().map(|w| w.bytes).sum::<u64>()
+            + self.loading_bytes
+            + self.activation_bytes
+            + self.hog_bytes
     }
     fn warm_model(&self, name: &str) -> Option<Arc<LoadedModel>> {
         self.warm
@@ -102,6 +109,15 @@ struct Shared {
     device: Device,
     gpu_backend: GpuBackend,
     crash: Vec<Arc<AtomicBool>>,
+    /// How each crashed worker comes back (`None`: after the configured backoff).
+    restart: Vec<Mutex<Option<RestartPlan>>>,
+    /// Active injected faults.
+    faults: Mutex<crate::faults::Registry>,
+    /// Worker and model names, to check fault scopes against.
+    topology: crate::faults::Topology,
+    /// Real device memory held by `gpu_oom` hogs, by fault id.
+    #[cfg(feature = "cuda")]
+    device_hogs: Mutex<HashMap<String, faults::DeviceHog>>,
     stop: AtomicBool,
     tally: Mutex<Tally>,
 }
@@ -167,6 +183,7 @@ impl Engine {
                 warm: Vec::new(),
                 loading_bytes: 0,
                 activation_bytes: 0,
+                hog_bytes: 0,
                 vram_total: cfg.workers.vram_bytes,
                 gpu: ModelledGpu::new(Instant::now()),
                 busy_since: None,
@@ -187,6 +204,8 @@ impl Engine {
             completed: Window::new(minute),
             draining: false,
         };
+        let topology = faults::topology(&cfg);
+        let restart = (0..cfg.workers.count).map(|_| Mutex::new(None)).collect();
         let shared = Arc::new(Shared {
             cfg,
             metrics,
@@ -201,6 +220,11 @@ impl Engine {
             device,
             gpu_backend,
             crash,
+            restart,
+            faults: Mutex::new(crate::faults::Registry::new()),
+            topology,
+            #[cfg(feature = "cuda")]
+            device_hogs: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             tally: Mutex::new(Tally {
                 requests: 0,
@@ -222,6 +246,11 @@ impl Engine {
             .name("dispatcher".into())
             .spawn(move || dispatcher_loop(&s))
             .context("spawning the dispatcher")?;
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("fault-ticker".into())
+            .spawn(move || faults::ticker_loop(&s))
+            .context("spawning the fault ticker")?;
         Ok(Engine { shared })
     }
 
@@ -350,6 +379,7 @@ impl Engine {
         let st = self.lock();
         match st.workers.iter().position(|w| w.id == worker_id) {
             Some(i) => {
+                *self.shared.restart[i].lock().expect("restart lock") = None;
                 self.shared.crash[i].store(true, Ordering::SeqCst);
                 true
             }
@@ -368,6 +398,8 @@ impl Engine {
     pub fn drain(&self, timeout: Duration) {
         let until = Instant::now() + timeout;
         self.lock().draining = true;
+        // A stalled queue or a hogged GPU must not keep in-flight work from finishing.
+        self.revert_all_faults();
         loop {
             let busy = {
                 let st = self.lock();
@@ -399,7 +431,9 @@ impl Engine {
         let m = &self.shared.metrics;
         let cfg = &self.shared.cfg;
         let now = Instant::now();
+        let fault_now = crate::faults::now_ms();
         let mut st = self.lock();
+        sync_faults(&mut st, &self.shared.faults(), fault_now);
         for tier in Tier::ALL {
             let t = tier.as_str();
             for model in cfg.model_names() {
@@ -425,7 +459,8 @@ impl Engine {
                 w.busy_since = Some(now);
             }
             let used = w.vram_used();
-            let modelled = w.gpu.sample(now, used, w.vram_total, 1.0);
+            let (xid, heat) = faults::worker_fault_readings(&self.shared, i, fault_now);
+            let modelled = w.gpu.sample(now, used, w.vram_total, heat);
             let sample = backend.sample_device(i as u32).unwrap_or(modelled);
             let gpu_type = backend.gpu_type(i as u32);
             let labels = [w.id.as_str(), gpu_type.as_str(), cfg.region.as_str()];
@@ -451,8 +486,12 @@ impl Engine {
             m.gpu_memory_total_bytes
                 .with_label_values(&mem)
                 .set(sample.vram_total_bytes as i64);
+            m.dcgm_fi_dev_xid_errors
+                .with_label_values(&[idx.as_str(), w.id.as_str(), gpu_type.as_str()])
+                .set(i64::from(xid));
         }
         drop(st);
+        faults::refresh_fault_gauge(&self.shared);
         {
             let mut t = self.shared.tally.lock().expect("tally lock");
             let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };

@@ -4,6 +4,7 @@
 use super::deliver::post_check_and_deliver;
 use super::generate::{generate, Died};
 use super::*;
+use chaos::Stage;
 
 pub(super) fn worker_loop(shared: &Shared, index: usize, rx: mpsc::Receiver<Assignment>) {
     loop {
@@ -56,6 +57,15 @@ pub(super) fn worker_loop(shared: &Shared, index: usize, rx: mpsc::Receiver<Assi
 /// rest fail; the worker comes back after the backoff.
 pub(super) fn die_and_restart(shared: &Shared, index: usize, jobs: Vec<Arc<Job>>) {
     shared.crash[index].store(false, Ordering::SeqCst);
+    let plan = shared.restart[index]
+        .lock()
+        .expect("restart lock")
+        .take()
+        .unwrap_or(RestartPlan {
+            backoff: Duration::from_millis(shared.cfg.workers.restart_backoff_ms),
+            fault: None,
+        });
+    let died = Instant::now();
     let id = {
         let mut st = shared.state.lock().expect("engine state lock");
         let slot = &mut st.workers[index];
@@ -92,9 +102,17 @@ pub(super) fn die_and_restart(shared: &Shared, index: usize, jobs: Vec<Arc<Job>>
         }
     }
     shared.wake.notify_all();
-    std::thread::sleep(Duration::from_millis(shared.cfg.workers.restart_backoff_ms));
+    // Back after the backoff, or as soon as the fault that killed it is reverted or expires.
+    while died.elapsed() < plan.backoff && !shared.stop.load(Ordering::SeqCst) {
+        if let Some(fault) = &plan.fault {
+            if !shared.faults().is_active(fault, crate::faults::now_ms()) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     shared.state.lock().expect("engine state lock").workers[index].alive = true;
-    info!(event = "worker_restarted", worker_id = %id);
+    info!(event = "worker_restarted", worker_id = %id, down_ms = died.elapsed().as_secs_f64() * 1e3);
     shared.wake.notify_all();
 }
 
@@ -117,13 +135,19 @@ pub(super) fn run_batch(shared: &Shared, index: usize, a: Assignment) -> BatchEn
     let worker_id = shared.state.lock().expect("engine state lock").workers[index]
         .id
         .clone();
+    // An injected queue latency: the hand-off from the queue to the worker takes longer.
+    let delay = shared.stage_delay(Stage::Queue);
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    let taken = a.dispatched + delay;
     let mut jobs: Vec<Arc<Job>> = Vec::new();
     for (job, enqueued) in a.jobs {
         job.queue_span.lock().expect("span lock").take();
-        if stop_if_done(shared, &job, a.dispatched) {
+        if stop_if_done(shared, &job, taken) {
             continue;
         }
-        let queued_for = a.dispatched.saturating_duration_since(enqueued);
+        let queued_for = taken.saturating_duration_since(enqueued);
         m.queue_wait_seconds
             .with_label_values(&[job.spec.tier.as_str()])
             .observe(queued_for.as_secs_f64());
@@ -182,7 +206,24 @@ pub(super) fn run_batch(shared: &Shared, index: usize, a: Assignment) -> BatchEn
             let loaded = {
                 let _g = spans[0].enter();
                 let _s = info_span!("model_load", model = %model_name).entered();
-                LoadedModel::load(&profile, &cfg.weights_cache, &shared.device)
+                let (slow, p_fail) = {
+                    let reg = shared.faults();
+                    let now = crate::faults::now_ms();
+                    (
+                        reg.slow_storage(&model_name, now),
+                        reg.load_failure_probability(&model_name, now),
+                    )
+                };
+                // Slow storage: the weight read takes longer.
+                if !slow.is_zero() {
+                    std::thread::sleep(slow);
+                }
+                LoadedModel::load(&profile, &cfg.weights_cache, &shared.device).and_then(|m| {
+                    if crate::faults::fires(p_fail, rand::random::<f64>()) {
+                        anyhow::bail!("reading the weights failed (injected model_load_failure)")
+                    }
+                    Ok(m)
+                })
             };
             let took = started.elapsed();
             match loaded {

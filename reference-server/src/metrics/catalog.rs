@@ -426,6 +426,56 @@ pub const CATALOG: &[MetricSpec] = &[
         source: "issue 2",
         seed_ms: None,
     },
+    // ---- fault injection ------------------------------------------------------------------
+    MetricSpec {
+        name: "text_encoding_seconds",
+        kind: MetricKind::Histogram,
+        help: "Time to tokenize and encode a prompt with the model's text encoders, in seconds.",
+        labels: MODEL,
+        buckets: &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        source: "fault hooks (the text_encoding stage of stage_latency)",
+        seed_ms: None,
+    },
+    MetricSpec {
+        name: "gpu_xid_errors_total",
+        kind: MetricKind::Counter,
+        help: "Xid errors reported by the worker's GPU driver.",
+        labels: GPU_MEMORY,
+        buckets: NO_BUCKETS,
+        source: "fault hooks (xid); DCGM exporters' Xid error field",
+        seed_ms: None,
+    },
+    MetricSpec {
+        name: "DCGM_FI_DEV_XID_ERRORS",
+        kind: MetricKind::Gauge,
+        help: "Code of the last Xid error the worker's GPU reported, 0 when none is in effect (as DCGM exporters export it).",
+        labels: &["gpu", "worker_id", "gpu_type"],
+        buckets: NO_BUCKETS,
+        source: "dcgm-exporter (DCGM_FI_DEV_XID_ERRORS; labels in this catalog's style)",
+        seed_ms: None,
+    },
+    MetricSpec {
+        name: "injected_faults_active",
+        kind: MetricKind::Gauge,
+        help: "Faults injected through the admin API and still in effect, by kind.",
+        labels: &["kind"],
+        buckets: NO_BUCKETS,
+        source: "fault hooks (admin API)",
+        seed_ms: None,
+    },
+];
+
+/// Server-side fault kinds (`kind` label of `injected_faults_active`).
+pub const FAULT_KINDS: &[&str] = &[
+    "gpu_oom",
+    "cold_start",
+    "model_load_failure",
+    "safety_spike",
+    "stage_latency",
+    "worker_crash",
+    "gpu_throttle",
+    "xid",
+    "queue_stall",
 ];
 
 /// Safety check stages (`stage` label of `safety_blocks_total` and `safety_check_time_seconds`).

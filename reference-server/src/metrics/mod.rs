@@ -31,7 +31,7 @@ pub mod conformance;
 mod duration;
 
 pub use catalog::{
-    CATALOG, HAS_CONTROLNET, HTTP_ROUTES, IMAGE_GENERATION_STATUSES, REQUEST_STATUSES,
+    CATALOG, FAULT_KINDS, HAS_CONTROLNET, HTTP_ROUTES, IMAGE_GENERATION_STATUSES, REQUEST_STATUSES,
     SAFETY_CATEGORIES, SAFETY_CLASSIFIERS, SAFETY_STAGES, SCHEDULER, WARM_POOL_RESULTS,
 };
 pub use conformance::catalog_problems;
@@ -301,6 +301,14 @@ pub struct Metrics {
     pub gpu_memory_used_bytes: IntGaugeVec,
     /// See [`CATALOG`]: `gpu_memory_total_bytes`.
     pub gpu_memory_total_bytes: IntGaugeVec,
+    /// See [`CATALOG`]: `text_encoding_seconds`.
+    pub text_encoding_seconds: HistogramVec,
+    /// See [`CATALOG`]: `gpu_xid_errors_total`.
+    pub gpu_xid_errors_total: IntCounterVec,
+    /// See [`CATALOG`]: `DCGM_FI_DEV_XID_ERRORS`.
+    pub dcgm_fi_dev_xid_errors: IntGaugeVec,
+    /// See [`CATALOG`]: `injected_faults_active`.
+    pub injected_faults_active: IntGaugeVec,
 }
 
 impl fmt::Debug for Metrics {
@@ -485,6 +493,10 @@ impl Metrics {
             job_age_seconds: b.histogram_vec("job_age_seconds"),
             gpu_memory_used_bytes: b.int_gauge_vec("gpu_memory_used_bytes"),
             gpu_memory_total_bytes: b.int_gauge_vec("gpu_memory_total_bytes"),
+            text_encoding_seconds: b.histogram_vec("text_encoding_seconds"),
+            gpu_xid_errors_total: b.int_counter_vec("gpu_xid_errors_total"),
+            dcgm_fi_dev_xid_errors: b.int_gauge_vec("DCGM_FI_DEV_XID_ERRORS"),
+            injected_faults_active: b.int_gauge_vec("injected_faults_active"),
             registry: b.registry,
             units,
         }
@@ -559,6 +571,10 @@ impl Metrics {
             self.batch_wait_seconds.with_label_values(&[model]);
             self.checkpoint_save_duration.init_series(&[model]);
             self.checkpoint_recovery_total.with_label_values(&[model]);
+            self.text_encoding_seconds.with_label_values(&[model]);
+        }
+        for &kind in FAULT_KINDS {
+            self.injected_faults_active.with_label_values(&[kind]);
         }
         for &stage in SAFETY_STAGES {
             self.safety_check_time.init_series(&[stage]);
@@ -592,6 +608,12 @@ impl Metrics {
             ];
             self.gpu_memory_used_bytes.with_label_values(&mem);
             self.gpu_memory_total_bytes.with_label_values(&mem);
+            self.gpu_xid_errors_total.with_label_values(&mem);
+            self.dcgm_fi_dev_xid_errors.with_label_values(&[
+                w.gpu_index.as_str(),
+                w.worker_id.as_str(),
+                w.gpu_type.as_str(),
+            ]);
         }
     }
 }
@@ -780,7 +802,11 @@ mod tests {
                 );
             }
         }
-        assert_eq!(CATALOG.len(), 42, "the brief lists 42 metrics");
+        assert_eq!(
+            CATALOG.len(),
+            46,
+            "the brief lists 42 metrics; fault injection adds 4"
+        );
     }
 
     #[test]
