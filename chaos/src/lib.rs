@@ -26,6 +26,7 @@ pub mod command;
 pub mod error;
 pub mod fault;
 pub mod injector;
+pub mod proxy;
 pub mod timeline;
 
 pub use api::{FaultList, InjectRequest, InjectedFault};

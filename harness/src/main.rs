@@ -34,6 +34,20 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
+    /// Run the fault proxy in front of a target until SIGINT or SIGTERM (then every fault is
+    /// reverted). Its control API (the admin fault API) needs the bearer token in the
+    /// environment variable FIREDRILL_PROXY_TOKEN.
+    Proxy {
+        /// The target's base URL, http://host:port.
+        #[arg(long)]
+        upstream: String,
+        /// Where the proxy accepts traffic.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where the control API listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        control_listen: std::net::SocketAddr,
+    },
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
     #[command(hide = true)]
     ReferenceServer(reference_server::cli::Args),
@@ -155,6 +169,45 @@ fn run_command(scenario: &Path, out: Option<PathBuf>, window: std::time::Duratio
     ExitCode::from(outcome.exit_code)
 }
 
+/// `firedrill proxy`: the logic lives in `chaos::proxy`.
+fn proxy_command(
+    upstream: String,
+    listen: std::net::SocketAddr,
+    control_listen: std::net::SocketAddr,
+) -> ExitCode {
+    let token = match std::env::var("FIREDRILL_PROXY_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t,
+        _ => {
+            eprintln!(
+                "firedrill proxy: set FIREDRILL_PROXY_TOKEN to the bearer token the control API \
+                 will require"
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("firedrill proxy: cannot start the runtime: {e}");
+            return ExitCode::from(firedrill::run::exit::INFRA);
+        }
+    };
+    let proxy = chaos::proxy::Proxy::new(upstream, token)
+        .listen(listen)
+        .control_listen(control_listen);
+    match rt.block_on(chaos::proxy::run_until_signal(proxy)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("firedrill proxy: {e}");
+            ExitCode::from(if e.is_bad_input() {
+                BAD_INPUT
+            } else {
+                firedrill::run::exit::INFRA
+            })
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -174,6 +227,11 @@ fn main() -> ExitCode {
             out,
             window,
         } => run_command(&scenario, out, window.0),
+        Command::Proxy {
+            upstream,
+            listen,
+            control_listen,
+        } => proxy_command(upstream, listen, control_listen),
         Command::Schema => {
             println!(
                 "{}",

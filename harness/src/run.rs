@@ -105,11 +105,52 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         Err(TargetError::Failed(e)) => return RunOutcome::failed(exit::INFRA, e, Some(out_dir)),
     };
     let timeline = crate::scenario::faults::timeline(&scenario);
+    // Network and HTTP faults need the fault proxy between the load and the target; scraping
+    // still goes straight to the target.
+    let proxy = if crate::scenario::faults::needs_proxy(&scenario) {
+        let token = format!("{:032x}", rand::random::<u128>());
+        match chaos::proxy::Proxy::new(target.base.clone(), token.clone())
+            .start()
+            .await
+        {
+            Ok(h) => {
+                eprintln!("firedrill: fault proxy {} -> {}", h.url(), target.base);
+                Some((h, token))
+            }
+            Err(e) => {
+                let _ = target.stop(Duration::from_secs(60)).await;
+                return RunOutcome::failed(
+                    exit::INFRA,
+                    format!("cannot start the fault proxy: {e}"),
+                    Some(out_dir),
+                );
+            }
+        }
+    } else {
+        None
+    };
     let channels = chaos::Channels {
         server: target.admin.clone(),
-        proxy: None,
+        proxy: proxy
+            .as_ref()
+            .map(|(h, token)| chaos::AdminClient::new(h.control_url(), token.clone())),
     };
-    let result = drive(&scenario, plan.clone(), &target, &opts, timeline, channels).await;
+    let api_base = proxy
+        .as_ref()
+        .map_or_else(|| target.base.clone(), |(h, _)| h.url());
+    let result = drive(
+        &scenario,
+        plan.clone(),
+        &target,
+        &api_base,
+        &opts,
+        timeline,
+        channels,
+    )
+    .await;
+    if let Some((h, _)) = proxy {
+        h.shutdown().await;
+    }
     let server_exit = target.stop(Duration::from_secs(60)).await;
     let (recorder, store, mut events, end, stopped, fault_outcome) = result;
     let (timeline, journal, rollback) = fault_outcome.unwrap_or_else(|| {
@@ -278,6 +319,7 @@ async fn drive(
     s: &Scenario,
     plan: Arc<Plan>,
     target: &Target,
+    api_base: &str,
     opts: &RunOptions,
     timeline: chaos::Timeline,
     channels: chaos::Channels,
@@ -326,7 +368,7 @@ async fn drive(
         think_time: s.load.think_time.0,
         fetch_image: s.load.fetch_image,
     };
-    let ep = Arc::new(Endpoint::new(target.base.clone(), target.api_key.clone()));
+    let ep = Arc::new(Endpoint::new(api_base, target.api_key.clone()));
     let engine = match plan.model {
         LoadModel::Open => tokio::spawn(run_open(
             plan.clone(),

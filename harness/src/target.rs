@@ -192,6 +192,16 @@ async fn spawn_reference_server(
             cmd.env_remove("REFERENCE_SERVER_ADMIN_TOKEN");
         }
     }
+    // If the harness is killed outright (SIGKILL: no drop, no rollback), the server must not
+    // live on as an orphan: the kernel sends it SIGTERM when its parent dies.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -18,7 +18,12 @@ fn tmp(name: &str) -> PathBuf {
 
 /// A scenario against a closed port (every request a quick connection error) with one command
 /// fault that creates `flag` and whose revert appends to `reverts`.
-fn scenario(dir: &Path, length: &str, fault_at: &str, fault_for: &str) -> (PathBuf, PathBuf, PathBuf) {
+fn scenario(
+    dir: &Path,
+    length: &str,
+    fault_at: &str,
+    fault_for: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
     let flag = dir.join("flag");
     let reverts = dir.join("reverts");
     let text = format!(
@@ -72,7 +77,10 @@ fn ctrl_c_mid_fault_reverts_it_before_exiting() {
         .unwrap();
     let started = Instant::now();
     while !flag.exists() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the fault never went in");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fault never went in"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: kill(2) on our own child with SIGINT.
@@ -89,4 +97,330 @@ fn ctrl_c_mid_fault_reverts_it_before_exiting() {
     let last = r.fault_journal.last().unwrap();
     assert_eq!((last.action.as_str(), last.ok), ("rollback", true));
     assert!(r.rollback.unwrap().verified);
+}
+
+/// A trivial generation endpoint on its own thread; returns its base URL.
+fn upstream() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .fallback(|| async { axum::Json(serde_json::json!({"status": "succeeded"})) });
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+#[test]
+fn proxy_faults_go_through_the_fault_proxy_the_run_starts() {
+    let dir = tmp("proxy");
+    let base = upstream();
+    // 1-2 s: 250 ms of added latency; 3-4 s: every answer a 500 from the path; then clean.
+    let text = format!(
+        "version: 1\nname: brownout\ntarget: {{url: {{base: '{base}'}}}}\nload:\n  arrival: {{process: constant}}\n  stages: [{{name: steady, hold: 20, for: 5s}}]\nfaults:\n  - {{name: slow, at: 1s, for: 1s, fault: {{kind: latency, ms: 250}}}}\n  - {{name: broken, at: 3s, for: 1s, fault: {{kind: http_error, status: 500, probability: 1.0}}}}\n"
+    );
+    let s = dir.join("brownout.yaml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--window",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // The 500s fail no threshold (there are none): the run itself passes.
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("fault proxy"), "{stderr}");
+    let r = RunRecord::read(&out.join("record.json")).unwrap();
+    assert!(r.rollback.as_ref().unwrap().verified);
+    assert!(r
+        .faults
+        .iter()
+        .all(|f| f.via == "proxy" && f.reverted_s.is_some()));
+    let overall = |w: usize| r.windows[w].overall().unwrap().unwrap();
+    let p50 = |w: usize| overall(w).latency.p50_ms;
+    // Window 1 is slow by the fault's 250 ms; windows 0 and 2 are not.
+    assert!(p50(0) < 100.0 && p50(2) < 100.0, "{} {}", p50(0), p50(2));
+    assert!(
+        (240.0..400.0).contains(&p50(1)),
+        "p50 under latency fault: {}",
+        p50(1)
+    );
+    // Window 3 is all http errors; window 4 is clean again.
+    let errors = |w: usize| overall(w).outcomes.get("http_error").copied().unwrap_or(0);
+    assert!(errors(3) >= 15, "{:?}", overall(3).outcomes);
+    assert_eq!(errors(4), 0, "{:?}", overall(4).outcomes);
+    assert_eq!(errors(0) + errors(1) + errors(2), 0);
+}
+
+/// The embedded server's config with one tiny model (fast in debug builds), as YAML flow text.
+fn tiny_server_config() -> String {
+    let weights = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weights");
+    format!(
+        "{{weights_cache: '{}', default_resolution: 64x64, models: [{{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}]}}",
+        weights.display()
+    )
+}
+
+#[test]
+fn a_server_fault_goes_in_and_out_through_the_admin_api() {
+    let dir = tmp("server");
+    // 1-2 s: the prompt check blocks everything; before and after it blocks nothing (no unsafe
+    // prompts in the mix).
+    let text = format!(
+        "version: 1\nname: spike\ntarget:\n  reference_server:\n    workers: 1\n    config: {}\nload:\n  arrival: {{process: constant}}\n  mix: {{steps: {{'2': 1}}, prompts: {{unsafe_share: 0}}}}\n  stages: [{{name: steady, hold: 10, for: 4s}}]\nfaults:\n  - {{name: storm, at: 1s, for: 1s, fault: {{kind: safety_spike, stage: pre, extra_block_fraction: 1.0}}}}\n",
+        tiny_server_config()
+    );
+    let s = dir.join("spike.yaml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--window",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r = RunRecord::read(&out.join("record.json")).unwrap();
+    let rb = r.rollback.as_ref().unwrap();
+    assert!(rb.verified, "{rb:?}");
+    let f = &r.faults[0];
+    assert_eq!(
+        (f.via.as_str(), f.kind.as_str()),
+        ("server", "safety_spike")
+    );
+    assert!(
+        r.fault_journal[0].detail.contains("id f-"),
+        "{:?}",
+        r.fault_journal
+    );
+    let blocked = |w: usize| {
+        r.windows[w]
+            .overall()
+            .unwrap()
+            .unwrap()
+            .outcomes
+            .get("blocked_pre")
+            .copied()
+            .unwrap_or(0)
+    };
+    // Requests intended in second 1 were all blocked; none before; none from second 3 on.
+    assert!(blocked(1) >= 8, "window 1 blocked {}", blocked(1));
+    assert_eq!(blocked(0) + blocked(3), 0);
+    // The server's own counter saw them too (scraped into the record).
+    assert!(r.series.to_string().contains("safety_blocks_total"));
+}
+
+/// Starts `firedrill reference-server` with an admin API; returns it with its API and admin URLs.
+fn standalone_server(dir: &Path, token: &str) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let cfg = dir.join("server.yaml");
+    let yaml = tiny_server_config();
+    std::fs::write(&cfg, format!("{}\n", &yaml)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["reference-server", "--config", cfg.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("REFERENCE_SERVER_ADMIN_TOKEN", token)
+        .env("REFERENCE_SERVER_DATA_DIR", dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut api, mut admin) = (None, None);
+    while api.is_none() || admin.is_none() {
+        let line = lines.next().expect("the server said nothing").unwrap();
+        if let Some(a) = line.strip_prefix("reference-server listening on ") {
+            api = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("reference-server admin on ") {
+            admin = Some(a.to_owned());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, api.unwrap(), admin.unwrap())
+}
+
+#[test]
+fn a_killed_harness_leaves_its_faults_to_expire_on_the_target() {
+    let dir = tmp("sigkill");
+    let token = "sigkill-test-token";
+    let (mut server, api, admin) = standalone_server(&dir, token);
+    let text = format!(
+        "version: 1\nname: orphan\ntarget:\n  url: {{base: '{api}', admin: '{admin}', admin_token_env: FD_TEST_ADMIN_TOKEN, api_key_env: FD_TEST_API_KEY}}\nload:\n  stages: [{{name: steady, hold: 2, for: 60s}}]\nfaults:\n  - {{name: stall, at: 0.2s, for: 4s, fault: {{kind: queue_stall}}}}\n"
+    );
+    let s = dir.join("orphan.yaml");
+    std::fs::write(&s, text).unwrap();
+    let mut harness = Command::new(BIN)
+        .args([
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ])
+        .env("FD_TEST_ADMIN_TOKEN", token)
+        .env("FD_TEST_API_KEY", "firedrill-dev")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = chaos::AdminClient::new(admin, token);
+    let started = Instant::now();
+    let injected_at = loop {
+        let list = rt.block_on(client.list()).unwrap();
+        if let Some(f) = list.faults.first() {
+            break f.injected_at_ms;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fault never went in"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SIGKILL: no rollback runs. The fault stays until its own expiry, then the server drops it.
+    harness.kill().unwrap();
+    harness.wait().unwrap();
+    assert_eq!(rt.block_on(client.list()).unwrap().faults.len(), 1);
+    let gone_at = loop {
+        if rt.block_on(client.list()).unwrap().is_empty() {
+            break std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fault never expired"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lived = gone_at - injected_at;
+    assert!(
+        (4000..4500).contains(&lived),
+        "the fault lived {lived} ms, asked 4000"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_killed_harness_takes_its_embedded_server_with_it() {
+    let dir = tmp("orphan-server");
+    let text = format!(
+        "version: 1\nname: orphan\ntarget:\n  reference_server:\n    workers: 1\n    config: {}\nload:\n  stages: [{{hold: 1, for: 60s}}]\n",
+        tiny_server_config()
+    );
+    let s = dir.join("orphan.yaml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.join("out");
+    let mut harness = Command::new(BIN)
+        .args(["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server's log names its address once it listens.
+    let log = out.join("reference-server.log");
+    let started = Instant::now();
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(a) = text
+            .split("\"listen\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+        {
+            break a.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no server: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(std::net::TcpStream::connect(&addr).is_ok());
+    harness.kill().unwrap();
+    harness.wait().unwrap();
+    let killed = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "the reference server outlived the killed harness"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ctrl_c_mid_server_fault_reverts_it_on_the_target_before_exiting() {
+    let dir = tmp("sigint-server");
+    let token = "sigint-test-token";
+    let (mut server, api, admin) = standalone_server(&dir, token);
+    let text = format!(
+        "version: 1\nname: interrupted\ntarget:\n  url: {{base: '{api}', admin: '{admin}', admin_token_env: FD_TEST_ADMIN_TOKEN, api_key_env: FD_TEST_API_KEY}}\nload:\n  stages: [{{name: steady, hold: 2, for: 60s}}]\nfaults:\n  - {{name: hot, at: 0.2s, for: 50s, fault: {{kind: gpu_throttle, factor: 3}}}}\n  - {{name: xid, at: 0.2s, for: 50s, fault: {{kind: xid, code: 79}}}}\n"
+    );
+    let s = dir.join("interrupted.yaml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.join("out");
+    let harness = Command::new(BIN)
+        .args(["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("FD_TEST_ADMIN_TOKEN", token)
+        .env("FD_TEST_API_KEY", "firedrill-dev")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = chaos::AdminClient::new(admin, token);
+    let started = Instant::now();
+    while rt.block_on(client.list()).unwrap().faults.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the faults never went in"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child with SIGINT.
+    unsafe {
+        libc::kill(harness.id() as libc::pid_t, libc::SIGINT);
+    }
+    let o = harness.wait_with_output().unwrap();
+    // Checked the moment the harness is gone, far before the faults' own 50 s expiry.
+    assert!(rt.block_on(client.list()).unwrap().is_empty());
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = RunRecord::read(&out.join("record.json")).unwrap();
+    assert!(r.rollback.unwrap().verified);
+    let rolled: Vec<&str> = r
+        .fault_journal
+        .iter()
+        .filter(|e| e.action == "rollback" && e.ok)
+        .map(|e| e.fault.as_str())
+        .collect();
+    assert_eq!(rolled.len(), 2, "{:?}", r.fault_journal);
+    assert!(r.fault_journal.iter().any(|e| e.action == "verify" && e.ok));
+    let _ = server.kill();
+    let _ = server.wait();
 }
