@@ -8,15 +8,20 @@ use tokio::io::AsyncReadExt;
 /// output when it exits 0; `Err` saying why otherwise (exit status and the tail of its stderr,
 /// or the timeout).
 pub async fn run_command(command: &str, timeout: Duration) -> Result<String, String> {
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // Its own process group, so a timeout kills what the shell started too, not only the shell.
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `sh -c`: {e}"))?;
+    let pgid = child.id();
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let read = async {
         let (mut o, mut e) = (Vec::new(), Vec::new());
@@ -31,8 +36,17 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<String, Str
     };
     let (status, o, e) = match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
-        // Dropping the future drops the child, which kills it (kill_on_drop).
-        Err(_) => return Err(format!("timed out after {timeout:?} and was killed")),
+        Err(_) => {
+            #[cfg(unix)]
+            if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: killpg(2) on the process group we created; no memory is touched.
+                unsafe {
+                    libc::killpg(pgid, libc::SIGKILL);
+                }
+            }
+            // Dropping the future drops the child too, which kills the shell (kill_on_drop).
+            return Err(format!("timed out after {timeout:?} and was killed"));
+        }
     };
     let status = status.map_err(|e| format!("cannot wait for it: {e}"))?;
     let tail = |b: &[u8]| {
@@ -67,5 +81,19 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("timed out"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_what_the_command_started() {
+        // The shell starts a background child that would write a file after 1 s.
+        let flag = std::env::temp_dir().join(format!("chaos-cmd-{}", std::process::id()));
+        let _ = std::fs::remove_file(&flag);
+        let cmd = format!("(sleep 1; touch '{}') & wait", flag.display());
+        let e = run_command(&cmd, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!flag.exists(), "the command's child outlived its timeout");
     }
 }

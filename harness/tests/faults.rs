@@ -424,3 +424,59 @@ fn ctrl_c_mid_server_fault_reverts_it_on_the_target_before_exiting() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn the_proxy_command_injects_through_its_control_api_and_stops_clean_on_sigterm() {
+    use std::io::BufRead;
+    let base = upstream();
+    let token = "proxy-cli-token";
+    let mut proxy = Command::new(BIN)
+        .args(["proxy", "--upstream", &base])
+        .env("FIREDRILL_PROXY_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(proxy.stderr.take().unwrap()).lines();
+    let (mut url, mut control) = (None, None);
+    while url.is_none() || control.is_none() {
+        let line = lines.next().expect("the proxy said nothing").unwrap();
+        if let Some(a) = line.strip_prefix("firedrill proxy listening on ") {
+            url = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("firedrill proxy control on ") {
+            control = Some(a.to_owned());
+        }
+    }
+    let (url, control) = (url.unwrap(), control.unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let c = firedrill::load::HttpClient::new();
+            c.send(hyper::Method::GET, &format!("{url}/v1/x"), None, None)
+                .await
+                .unwrap()
+                .status
+        })
+    };
+    assert_eq!(status(&rt), 200);
+    let client = chaos::AdminClient::new(control.clone(), token);
+    let spec: chaos::FaultSpec = serde_json::from_str(
+        r#"{"name": "boom", "fault": {"kind": "http_error", "status": 502, "probability": 1.0}, "duration_ms": 60000}"#,
+    )
+    .unwrap();
+    rt.block_on(client.inject(&spec)).unwrap();
+    assert_eq!(status(&rt), 502);
+    // A wrong token is refused and changes nothing.
+    let wrong = chaos::AdminClient::new(control, "nope");
+    assert!(matches!(
+        rt.block_on(wrong.revert_all()),
+        Err(chaos::AdminError::Refused { status: 401, .. })
+    ));
+    assert_eq!(status(&rt), 502);
+    // SAFETY: kill(2) on our own child with SIGTERM.
+    unsafe {
+        libc::kill(proxy.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(proxy.wait().unwrap().code(), Some(0));
+    for _ in lines {}
+}
