@@ -53,10 +53,20 @@ impl fmt::Display for AdminError {
 impl std::error::Error for AdminError {}
 
 /// A client of one admin endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminClient {
     base: String,
     token: String,
+}
+
+impl fmt::Debug for AdminClient {
+    // The token must not reach a log through a `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl AdminClient {

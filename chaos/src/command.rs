@@ -2,7 +2,6 @@
 
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 /// Runs `command` with `sh -c`, killing it after `timeout`. `Ok` with the first line of its
 /// output when it exits 0; `Err` saying why otherwise (exit status and the tail of its stderr,
@@ -24,13 +23,8 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<String, Str
     let pgid = child.id();
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let read = async {
-        let (mut o, mut e) = (Vec::new(), Vec::new());
-        if let Some(s) = out.as_mut() {
-            let _ = s.read_to_end(&mut o).await;
-        }
-        if let Some(s) = err.as_mut() {
-            let _ = s.read_to_end(&mut e).await;
-        }
+        // Both pipes at once: a command filling one while we wait on the other would block.
+        let (o, e) = tokio::join!(read_all(out.as_mut()), read_all(err.as_mut()));
         let status = child.wait().await;
         (status, o, e)
     };
@@ -63,6 +57,15 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<String, Str
     } else {
         Err(format!("exited with {status}: {}", tail(&e)))
     }
+}
+
+/// Everything a pipe yields until it closes (nothing for a missing pipe).
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<&mut R>) -> Vec<u8> {
+    let mut b = Vec::new();
+    if let Some(p) = pipe {
+        let _ = tokio::io::AsyncReadExt::read_to_end(p, &mut b).await;
+    }
+    b
 }
 
 #[cfg(test)]

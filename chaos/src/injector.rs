@@ -189,7 +189,27 @@ impl Injector {
                 self.note(&f.name, JournalAction::Inject, true, detail);
                 self.active.push(ActiveFault { index: i, id });
             }
-            Err(e) => self.note(&f.name, JournalAction::Inject, false, e),
+            Err(e) => {
+                self.note(&f.name, JournalAction::Inject, false, e);
+                // A command that failed or timed out may have changed something before it
+                // stopped: its revert runs once, best effort, and is journaled.
+                if let Action::Command(c) = &f.action {
+                    match run_command(&c.revert, c.timeout).await {
+                        Ok(_) => self.note(
+                            &f.name,
+                            JournalAction::Rollback,
+                            true,
+                            "revert command after the failed inject succeeded".into(),
+                        ),
+                        Err(e) => self.note(
+                            &f.name,
+                            JournalAction::Rollback,
+                            false,
+                            format!("revert command after the failed inject: {e}"),
+                        ),
+                    }
+                }
+            }
         }
     }
 
@@ -224,10 +244,8 @@ impl Injector {
             Ok(d) => self.note(&f.name, action, true, d),
             Err(e) => {
                 self.note(&f.name, action, false, e);
-                // Keep it: the rollback tries again and reports it if it still fails.
-                if action == JournalAction::Revert {
-                    self.active.push(a);
-                }
+                // Keep it: the rollback tries again, and reports it if it still fails.
+                self.active.push(a);
             }
         }
     }
@@ -240,8 +258,10 @@ impl Injector {
         for i in pending {
             self.revert(i, JournalAction::Rollback).await;
         }
-        for a in std::mem::take(&mut self.active) {
-            let name = self.timeline.faults()[a.index].name.clone();
+        // What is still active could not be reverted; it stays listed, so a later rollback
+        // tries again.
+        for a in &self.active {
+            let name = &self.timeline.faults()[a.index].name;
             problems.push(format!("{name}: the rollback could not revert it"));
         }
         for (via, label) in [(0usize, "server"), (1, "proxy")] {
@@ -424,5 +444,60 @@ mod tests {
         let r = inj.rollback().await;
         assert!(!r.verified);
         assert!(r.problems[0].contains("server"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_revert_that_fails_is_not_verified_and_is_tried_again() {
+        let dir = tmp("badrevert");
+        let mut f = file_fault("stuck", &dir, 0, 60_000);
+        if let Action::Command(c) = &mut f.action {
+            c.revert = "exit 1".into();
+        }
+        let mut inj = Injector::new(Timeline::new(vec![f]), Channels::default(), Instant::now());
+        let (tx, rx) = watch::channel(false);
+        let stopper = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(true).unwrap();
+        };
+        tokio::join!(inj.run(rx), stopper);
+        let r = inj.rollback().await;
+        assert!(!r.verified);
+        assert!(r.problems[0].contains("stuck"), "{r:?}");
+        assert_eq!(inj.active(), vec!["stuck"]);
+        let again = inj.rollback().await;
+        assert!(!again.verified);
+        let tries = inj
+            .journal()
+            .iter()
+            .filter(|e| e.action == JournalAction::Rollback && !e.ok)
+            .count();
+        assert_eq!(tries, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_command_inject_still_runs_its_revert() {
+        let dir = tmp("halfinject");
+        let flag = dir.join("half");
+        let f = TimedFault {
+            name: "half".into(),
+            start: Duration::ZERO,
+            duration: Duration::from_millis(50),
+            action: Action::Command(CommandFault {
+                // Changes something, then fails.
+                inject: format!("touch '{}'; exit 2", flag.display()),
+                revert: format!("rm -f '{}'", flag.display()),
+                timeout: Duration::from_secs(5),
+            }),
+        };
+        let mut inj = Injector::new(Timeline::new(vec![f]), Channels::default(), Instant::now());
+        let (_tx, rx) = watch::channel(false);
+        inj.run(rx).await;
+        assert!(!flag.exists(), "the half-done inject was left in place");
+        let j: Vec<(&str, bool)> = inj
+            .journal()
+            .iter()
+            .map(|e| (e.action.as_str(), e.ok))
+            .collect();
+        assert_eq!(j, vec![("inject", false), ("rollback", true)]);
     }
 }

@@ -8,10 +8,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// The injector at work.
+/// The injector at work: it walks the timeline until stopped, then rolls back at once.
 pub struct FaultRun {
     stop: watch::Sender<bool>,
-    task: JoinHandle<Injector>,
+    task: JoinHandle<(Injector, Rollback)>,
+    /// Kept to revert all should the injector's task die.
+    channels: Channels,
+    timeline: Timeline,
 }
 
 impl FaultRun {
@@ -24,32 +27,61 @@ impl FaultRun {
         live: mpsc::UnboundedSender<JournalEntry>,
     ) -> FaultRun {
         let (stop, rx) = watch::channel(false);
-        let mut injector = Injector::new(timeline, channels, start).with_notify(live);
+        let mut injector =
+            Injector::new(timeline.clone(), channels.clone(), start).with_notify(live);
         let task = tokio::spawn(async move {
             injector.run(rx).await;
-            injector
+            // Stopped (or the timeline is over): nothing new goes in, and what is in comes out
+            // now, not after the load has drained.
+            let rollback = injector.rollback().await;
+            (injector, rollback)
         });
-        FaultRun { stop, task }
+        FaultRun {
+            stop,
+            task,
+            channels,
+            timeline,
+        }
     }
 
-    /// Stops the timeline, reverts every fault still in effect and verifies that the targets
-    /// list none. Returns the journal and how the rollback went.
+    /// Stops the timeline and starts the rollback without waiting for it (Ctrl-C, abort).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops the timeline, waits for the rollback (every fault still in effect reverted, then
+    /// each target asked to revert all and checked to list none), and returns the timeline, the
+    /// journal and how the rollback went.
     pub async fn finish(self) -> (Timeline, Vec<JournalEntry>, Rollback) {
         let _ = self.stop.send(true);
         match self.task.await {
-            Ok(mut injector) => {
-                let rollback = injector.rollback().await;
-                let timeline = injector.timeline().clone();
-                (timeline, injector.into_journal(), rollback)
+            Ok((injector, rollback)) => (self.timeline, injector.into_journal(), rollback),
+            Err(e) => {
+                // The injector died (a panic): its journal is lost, but the targets can still be
+                // told to drop everything. Command faults cannot be reverted without it.
+                let mut problems = vec![format!("the fault injector failed: {e}")];
+                for (label, c) in [
+                    ("server", &self.channels.server),
+                    ("proxy", &self.channels.proxy),
+                ] {
+                    if let Some(c) = c {
+                        match c.revert_all().await {
+                            Ok(left) if left.is_empty() => {}
+                            Ok(left) => problems
+                                .push(format!("{label}: still lists {} faults", left.faults.len())),
+                            Err(e) => problems.push(format!("{label}: {e}")),
+                        }
+                    }
+                }
+                (
+                    self.timeline,
+                    Vec::new(),
+                    Rollback {
+                        verified: false,
+                        problems,
+                    },
+                )
             }
-            Err(e) => (
-                Timeline::default(),
-                Vec::new(),
-                Rollback {
-                    verified: false,
-                    problems: vec![format!("the fault injector failed: {e}")],
-                },
-            ),
         }
     }
 }
@@ -78,7 +110,7 @@ pub fn to_record(
     Option<RollbackRecord>,
     Vec<Event>,
 ) {
-    if timeline.is_empty() {
+    if timeline.is_empty() && rollback.verified {
         return (Vec::new(), Vec::new(), None, Vec::new());
     }
     let first = |name: &str, pick: &dyn Fn(JournalAction) -> bool| {

@@ -157,14 +157,17 @@ fn run_command(scenario: &Path, out: Option<PathBuf>, window: std::time::Duratio
         window: window.max(std::time::Duration::from_millis(100)),
     };
     let outcome = rt.block_on(firedrill::run::run(scenario, opts));
+    // Written without panicking: a closed pipe must not turn the run's exit code into 101.
+    use std::io::Write as _;
     if let Some(e) = &outcome.error {
-        eprintln!("firedrill: {e}");
+        let _ = writeln!(std::io::stderr(), "firedrill: {e}");
     }
+    let mut stdout = std::io::stdout();
     if let Some(r) = &outcome.record {
-        println!("{}", firedrill::run::console_summary(r));
+        let _ = writeln!(stdout, "{}", firedrill::run::console_summary(r));
     }
     if let Some(dir) = &outcome.out_dir {
-        println!("record: {}", dir.join("record.json").display());
+        let _ = writeln!(stdout, "record: {}", dir.join("record.json").display());
     }
     ExitCode::from(outcome.exit_code)
 }

@@ -18,6 +18,23 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+/// Progress to stderr that never panics: a closed stderr (`firedrill run ... 2>&1 | head`) must
+/// not abort a run before its faults are rolled back.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// As `say!`, without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit codes.
 pub mod exit {
     /// Every threshold held.
@@ -92,7 +109,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
             None,
         );
     }
-    eprintln!("firedrill: {} -> {}", scenario.name, out_dir.display());
+    say!("firedrill: {} -> {}", scenario.name, out_dir.display());
     let mut target = match Target::start(&scenario, &opts.server_exe, &out_dir).await {
         Ok(t) => t,
         Err(TargetError::Config(e)) => {
@@ -114,7 +131,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
             .await
         {
             Ok(h) => {
-                eprintln!("firedrill: fault proxy {} -> {}", h.url(), target.base);
+                say!("firedrill: fault proxy {} -> {}", h.url(), target.base);
                 Some((h, token))
             }
             Err(e) => {
@@ -192,7 +209,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         && !stopped.aborted
         && fault_problem.is_none()
         && thresholds.iter().all(|t| t.passed);
-    let exit_code = if interrupted || (fault_problem.is_some() && !stopped.aborted) {
+    let exit_code = if interrupted || fault_problem.is_some() {
         exit::INFRA
     } else if passed {
         exit::PASS
@@ -441,35 +458,37 @@ async fn drive(
                 if !interrupted {
                     let min = s.load.stages.first().map_or(5.0, |st| st.duration.secs().min(10.0)).max(opts.window.as_secs_f64());
                     if let Some(why) = crate::verdict::abort_breach(&s.thresholds, &recorder, el, min) {
-                        eprintln!("\nfiredrill: aborting: {why}");
+                        say!("\nfiredrill: aborting: {why}");
                         events.push(reports::record::Event { t_s: el, kind: "run".into(), name: "aborted".into(), detail: why });
                         aborted = true;
                         interrupted = true;
                         let _ = stop_tx.send(true);
+                        if let Some(f) = &faults { f.stop(); }
                     }
                 }
                 if tty {
-                    eprint!("\r{line}\x1b[K");
+                    say_raw!("\r{line}\x1b[K");
                 } else if last_line.elapsed() >= Duration::from_secs(5) {
-                    eprintln!("{line}");
+                    say!("{line}");
                     last_line = Instant::now();
                 }
                 let _ = std::io::stderr().flush();
             }
             Some(e) = fault_rx.recv() => {
                 let line = crate::faults::console_line(&e);
-                if tty { eprintln!("\r{line}\x1b[K"); } else { eprintln!("{line}"); }
+                if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
             }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
-                eprintln!("\nfiredrill: interrupted; stopping load and the target");
+                say!("\nfiredrill: interrupted; stopping load and the target");
                 events.push(reports::record::Event { t_s: start.elapsed().as_secs_f64(), kind: "run".into(), name: "interrupted".into(), detail: "Ctrl-C".into() });
                 let _ = stop_tx.send(true);
+                        if let Some(f) = &faults { f.stop(); }
             }
         }
     }
     if tty {
-        eprintln!();
+        say!();
     }
     let _ = engine.await;
     let end = start.elapsed();
@@ -479,13 +498,13 @@ async fn drive(
         None => None,
     };
     while let Ok(e) = fault_rx.try_recv() {
-        eprintln!("{}", crate::faults::console_line(&e));
+        say!("{}", crate::faults::console_line(&e));
     }
     if let Some((_, _, rb)) = &fault_outcome {
         if rb.verified {
-            eprintln!("firedrill: every fault reverted; the targets list none");
+            say!("firedrill: every fault reverted; the targets list none");
         } else {
-            eprintln!(
+            say!(
                 "firedrill: ROLLBACK NOT VERIFIED: {}",
                 rb.problems.join("; ")
             );

@@ -192,6 +192,10 @@ async fn spawn_reference_server(
             cmd.env_remove("REFERENCE_SERVER_ADMIN_TOKEN");
         }
     }
+    // Its own process group: a Ctrl-C at the terminal goes to the harness alone, which rolls the
+    // faults back through the server's admin API before it stops the server.
+    #[cfg(unix)]
+    cmd.process_group(0);
     // If the harness is killed outright (SIGKILL: no drop, no rollback), the server must not
     // live on as an orphan: the kernel sends it SIGTERM when its parent dies.
     #[cfg(target_os = "linux")]

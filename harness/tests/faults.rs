@@ -480,3 +480,51 @@ fn the_proxy_command_injects_through_its_control_api_and_stops_clean_on_sigterm(
     assert_eq!(proxy.wait().unwrap().code(), Some(0));
     for _ in lines {}
 }
+
+#[test]
+fn a_terminal_ctrl_c_reaches_the_harness_alone_and_the_embedded_server_faults_come_out() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let dir = tmp("terminal");
+    let text = format!(
+        "version: 1\nname: terminal\ntarget:\n  reference_server:\n    workers: 1\n    config: {}\nload:\n  mix: {{steps: {{'2': 1}}}}\n  stages: [{{name: steady, hold: 2, for: 60s}}]\nfaults:\n  - {{name: stall, at: 0.5s, for: 50s, fault: {{kind: queue_stall, tier: relax}}}}\n",
+        tiny_server_config()
+    );
+    let s = dir.join("terminal.yaml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.join("out");
+    // The harness leads its own process group, as a shell's foreground job does.
+    let mut harness = Command::new(BIN)
+        .args(["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(harness.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let injected = line.contains("fault stall inject");
+        said.push(line);
+        if injected {
+            break;
+        }
+    }
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+    // SAFETY: killpg(2) on the group our child leads.
+    unsafe {
+        libc::killpg(harness.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = harness.wait().unwrap();
+    said.extend(rest.join().unwrap());
+    assert_eq!(status.code(), Some(3), "{}", said.join("\n"));
+    let r = RunRecord::read(&out.join("record.json")).unwrap();
+    // The server was still there to take the revert, and said it lists nothing.
+    let rb = r.rollback.unwrap();
+    assert!(rb.verified, "{rb:?}");
+    assert!(r
+        .fault_journal
+        .iter()
+        .any(|e| e.fault == "server" && e.action == "verify" && e.ok));
+}

@@ -216,7 +216,20 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                 ),
             ));
         }
-        let _ = f;
+        let end = *start + f.duration.0;
+        if end > total {
+            // The target would keep it past the drill if the harness died (its expiry is its
+            // length); a drill that wants it to the end says so with the right `for`.
+            return Err((
+                format!("faults[{i}].for"),
+                format!(
+                    "ends at {:.1} s, after the load ends at {:.1} s; shorten it to at most {:.1} s",
+                    end.as_secs_f64(),
+                    total.as_secs_f64(),
+                    (total - *start).as_secs_f64()
+                ),
+            ));
+        }
     }
     Ok(())
 }

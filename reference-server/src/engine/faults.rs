@@ -225,6 +225,17 @@ fn reverted(shared: &Shared, f: &Active, event: &'static str) {
     if matches!(f.kind(), FaultKind::GpuOom { .. }) {
         shared.device_hogs.lock().expect("hog lock").remove(f.id());
     }
+    if matches!(f.kind(), FaultKind::WorkerCrash { .. }) {
+        // A crash that has not happened yet (the worker was in a cold load, which does not look
+        // at the flag) must not happen after its fault is gone.
+        for (i, flag) in shared.crash.iter().enumerate() {
+            let mut plan = shared.restart[i].lock().expect("restart lock");
+            let ours = plan.as_ref().and_then(|p| p.fault.as_deref()) == Some(f.id());
+            if ours && flag.swap(false, Ordering::SeqCst) {
+                *plan = None;
+            }
+        }
+    }
     refresh_fault_gauge(shared);
     // Stalled tiers resume, hogs are released, a crashed worker's restart sees its fault gone.
     shared.wake.notify_all();
