@@ -12,5 +12,6 @@ pub mod record;
 pub mod run;
 pub mod scenario;
 pub mod scrape;
+pub mod slo;
 pub mod target;
 pub mod verdict;

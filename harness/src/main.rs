@@ -48,9 +48,23 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         control_listen: std::net::SocketAddr,
     },
+    /// Service level objectives.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
     #[command(hide = true)]
     ReferenceServer(reference_server::cli::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum SloCommand {
+    /// Print the Prometheus recording rules and multi-window burn-rate alerts for an SLO file.
+    Rules {
+        /// The SLO spec (see dashboards/prometheus/slos.yaml).
+        file: PathBuf,
+    },
 }
 
 /// Exit codes: 0 pass, 1 expectations failed, 2 bad input, 3 target or infrastructure failure.
@@ -235,6 +249,18 @@ fn main() -> ExitCode {
             listen,
             control_listen,
         } => proxy_command(upstream, listen, control_listen),
+        Command::Slo {
+            command: SloCommand::Rules { file },
+        } => match firedrill::slo::SloFile::load(&file) {
+            Ok(spec) => {
+                print!("{}", firedrill::slo::rules::generate(&spec));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("firedrill: {e}");
+                ExitCode::from(BAD_INPUT)
+            }
+        },
         Command::Schema => {
             println!(
                 "{}",
