@@ -9,6 +9,7 @@ pub mod load;
 pub mod outcome;
 pub mod plan;
 pub mod record;
+pub mod rules;
 pub mod run;
 pub mod scenario;
 pub mod scrape;

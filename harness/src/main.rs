@@ -53,6 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: SloCommand,
     },
+    /// Run PromQL test scripts (Prometheus' promqltest format) against the embedded engine:
+    /// prints each failing case, then `N passed, N failed, N skipped`. Exit 0 when nothing
+    /// failed, 1 when a case failed, 2 when a file cannot be read or parsed.
+    Promqltest {
+        /// The .test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
     #[command(hide = true)]
     ReferenceServer(reference_server::cli::Args),
@@ -261,6 +269,12 @@ fn main() -> ExitCode {
                 ExitCode::from(BAD_INPUT)
             }
         },
+        Command::Promqltest { files } => ExitCode::from(firedrill::rules::promqltest::run_cli(
+            &files,
+            &firedrill::rules::Engine::default(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Schema => {
             println!(
                 "{}",
