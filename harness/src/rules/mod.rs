@@ -12,6 +12,7 @@
 pub mod alerting;
 pub mod eval;
 pub mod functions;
+pub mod group;
 pub mod promqltest;
 pub mod rulefile;
 pub mod scale;
