@@ -4,6 +4,8 @@
 use crate::load::{run_closed, run_open, Endpoint, EngineConfig, Event, HttpClient};
 use crate::plan::Plan;
 use crate::record::{Recorder, RequestResult};
+use crate::rules::alerting::AlertState;
+use crate::rules::group::{AlertEvent, RuleSet};
 use crate::scenario::{read_inputs, LoadModel, Scenario, TIERS};
 use crate::scrape::{Scraper, SeriesStore};
 use crate::target::{Target, TargetError};
@@ -98,6 +100,10 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         Ok(p) => Arc::new(p),
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
     };
+    let rule_set = match load_rules(&scenario, base) {
+        Ok(r) => r,
+        Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
+    };
     let out_dir = opts
         .out_dir
         .clone()
@@ -161,15 +167,37 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         &target,
         &api_base,
         &opts,
-        timeline,
-        channels,
+        Drill {
+            timeline,
+            channels,
+            rules: rule_set,
+        },
     )
     .await;
     if let Some((h, _)) = proxy {
         h.shutdown().await;
     }
     let server_exit = target.stop(Duration::from_secs(60)).await;
-    let (recorder, store, mut events, end, stopped, fault_outcome) = result;
+    let (recorder, store, mut events, end, stopped, fault_outcome, rules_outcome) = result;
+    let (rules_info, alerts, expectations) = match &rules_outcome {
+        Some((rs, evs)) => {
+            let st = store.lock().expect("store lock");
+            judge_alerts(&scenario, rs, evs, &st, end)
+        }
+        None => (None, Vec::new(), Vec::new()),
+    };
+    for a in &alerts {
+        for t in &a.transitions {
+            if t.state != "pending" {
+                events.push(reports::record::Event {
+                    t_s: t.t_s,
+                    kind: format!("alert_{}", t.state),
+                    name: a.name.clone(),
+                    detail: String::new(),
+                });
+            }
+        }
+    }
     let (timeline, journal, rollback) = fault_outcome.unwrap_or_else(|| {
         (
             chaos::Timeline::default(),
@@ -208,6 +236,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     let passed = !interrupted
         && !stopped.aborted
         && fault_problem.is_none()
+        && expectations.iter().all(|e| e.passed)
         && thresholds.iter().all(|t| t.passed);
     let exit_code = if interrupted || fault_problem.is_some() {
         exit::INFRA
@@ -276,6 +305,9 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         faults: fault_records,
         fault_journal,
         rollback: rollback_record,
+        rules: rules_info,
+        alerts,
+        expectations,
         thresholds,
         trust,
         verdict: Verdict {
@@ -321,6 +353,13 @@ struct Stopped {
     aborted: bool,
 }
 
+/// What a run does beside the load: faults and where they go, and the rules to evaluate.
+struct Drill {
+    timeline: chaos::Timeline,
+    channels: chaos::Channels,
+    rules: Option<RuleSet>,
+}
+
 type Driven = (
     Recorder,
     Arc<Mutex<SeriesStore>>,
@@ -328,6 +367,7 @@ type Driven = (
     Duration,
     Stopped,
     Option<(chaos::Timeline, Vec<chaos::JournalEntry>, chaos::Rollback)>,
+    Option<(RuleSet, Vec<AlertEvent>)>,
 );
 
 /// Runs load, faults, scraping and recording until the plan ends (or Ctrl-C, or an abort), then
@@ -338,9 +378,13 @@ async fn drive(
     target: &Target,
     api_base: &str,
     opts: &RunOptions,
-    timeline: chaos::Timeline,
-    channels: chaos::Channels,
+    drill: Drill,
 ) -> Driven {
+    let Drill {
+        timeline,
+        channels,
+        mut rules,
+    } = drill;
     let mut tiers: Vec<String> = TIERS.iter().map(|t| t.to_string()).collect();
     tiers.push("default".into());
     let mut recorder = Recorder::new(opts.window, tiers, HistConfig::default());
@@ -419,6 +463,10 @@ async fn drive(
     let faults = (!timeline.is_empty())
         .then(|| crate::faults::FaultRun::start(timeline, channels, start, fault_tx));
 
+    let promql = crate::rules::Engine::default();
+    let mut alert_events: Vec<AlertEvent> = Vec::new();
+    // Rules are evaluated at their groups' due times; this only decides how often to look.
+    let mut rule_tick = tokio::time::interval(Duration::from_millis(100));
     let tty = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_line = Instant::now();
@@ -474,6 +522,23 @@ async fn drive(
                 }
                 let _ = std::io::stderr().flush();
             }
+            _ = rule_tick.tick(), if rules.is_some() => {
+                if let Some(rs) = rules.as_mut() {
+                    let now = start.elapsed().as_millis() as i64;
+                    let evs = {
+                        let mut st = store.lock().expect("store lock");
+                        rs.eval_due(&promql, &mut st, now)
+                    };
+                    for e in &evs {
+                        let tr = &e.transition;
+                        if tr.to != AlertState::Pending {
+                            let line = format!("{:>6.1}s  alert {} {}", tr.at as f64 / 1000.0, tr.labels.get("alertname").map_or("?", |s| s.as_str()), if tr.to == AlertState::Firing { "FIRING" } else { "resolved" });
+                            if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
+                        }
+                    }
+                    alert_events.extend(evs);
+                }
+            }
             Some(e) = fault_rx.recv() => {
                 let line = crate::faults::console_line(&e);
                 if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
@@ -528,7 +593,169 @@ async fn drive(
             aborted,
         },
         fault_outcome,
+        rules.map(|r| (r, alert_events)),
     )
+}
+
+/// Reads the scenario's rule files (relative to its folder) and loads them with its time scale.
+fn load_rules(s: &Scenario, base: &Path) -> Result<Option<RuleSet>, String> {
+    let Some(r) = &s.rules else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    for f in &r.files {
+        let path = base.join(f);
+        let rf = crate::rules::rulefile::RuleFile::load(&path)?;
+        files.push((path.display().to_string(), rf));
+    }
+    let interval = crate::rules::scale::scale_ms(r.interval.0.as_millis() as i64, r.time_scale);
+    RuleSet::load(&files, interval, r.time_scale, 0).map(Some)
+}
+
+/// The record's view of the rules: alerts with their state changes, and the expectations judged,
+/// with explanations for the failures.
+fn judge_alerts(
+    s: &Scenario,
+    rs: &RuleSet,
+    evs: &[AlertEvent],
+    store: &SeriesStore,
+    end: Duration,
+) -> (
+    Option<reports::record::RulesInfo>,
+    Vec<reports::record::AlertRecord>,
+    Vec<reports::record::ExpectationVerdict>,
+) {
+    use crate::rules::expect::{judge, unexpected, Check, Resolved};
+    use crate::scenario::alerts::resolve;
+    let Some(r) = &s.rules else {
+        return (None, Vec::new(), Vec::new());
+    };
+    let mut by_alert: std::collections::BTreeMap<
+        Vec<(String, String)>,
+        reports::record::AlertRecord,
+    > = Default::default();
+    for e in evs {
+        let tr = &e.transition;
+        let key: Vec<(String, String)> = tr.labels.clone().into_iter().collect();
+        let a = by_alert
+            .entry(key)
+            .or_insert_with(|| reports::record::AlertRecord {
+                name: tr.labels.get("alertname").cloned().unwrap_or_default(),
+                labels: tr.labels.clone(),
+                transitions: Vec::new(),
+                annotations: Default::default(),
+            });
+        a.transitions.push(reports::record::AlertTransition {
+            t_s: tr.at as f64 / 1000.0,
+            state: tr.to.as_str().into(),
+        });
+        if !e.annotations.is_empty() {
+            a.annotations = e.annotations.clone();
+        }
+    }
+    let alerts: Vec<_> = by_alert.into_values().collect();
+    let end_s = end.as_secs_f64();
+    let mut resolved = Vec::new();
+    for e in &s.expect {
+        let label = |w: &crate::scenario::When| {
+            let base = w.after.clone().unwrap_or_else(|| "the start".into());
+            match w.at {
+                Some(d) if w.after.is_some() => format!("{base} + {d}"),
+                Some(d) => format!("{d}"),
+                None => base,
+            }
+        };
+        let at = |w: &crate::scenario::When| resolve(s, w).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut checks = Vec::new();
+        if let Some(w) = &e.fires {
+            checks.push(Check::Fires {
+                from: at(w),
+                within: w.within.map_or(0.0, |d| d.secs()),
+                label: label(w),
+            });
+        }
+        if let Some(w) = &e.resolves {
+            checks.push(Check::Resolves {
+                from: at(w),
+                within: w.within.map_or(0.0, |d| d.secs()),
+                label: label(w),
+            });
+        }
+        if let Some(w) = &e.pending_at {
+            checks.push(Check::StateAt {
+                at: at(w),
+                state: "pending",
+                label: label(w),
+            });
+        }
+        if let Some(w) = &e.firing_at {
+            checks.push(Check::StateAt {
+                at: at(w),
+                state: "firing",
+                label: label(w),
+            });
+        }
+        if e.never {
+            checks.push(Check::Never);
+        }
+        for check in checks {
+            resolved.push(Resolved {
+                alert: e.alert.clone(),
+                labels: e.labels.clone(),
+                check,
+            });
+        }
+    }
+    let engine = crate::rules::Engine::default();
+    let infos = rs.rules();
+    let mut verdicts: Vec<_> = resolved
+        .iter()
+        .map(|r| {
+            let mut v = judge(r, &alerts);
+            if !v.passed {
+                // The time that mattered: the end of the window, or the point in time.
+                let t = match &r.check {
+                    Check::Fires { from, within, .. } | Check::Resolves { from, within, .. } => {
+                        from + within
+                    }
+                    Check::StateAt { at, .. } => *at,
+                    Check::Never => end_s,
+                }
+                .min(end_s);
+                match infos.iter().find(|i| i.alert && i.name == r.alert) {
+                    Some(info) => {
+                        v.explanation.push(format!(
+                            "rule {} in group {} (as evaluated): {}",
+                            info.name, info.group, info.query
+                        ));
+                        v.explanation.extend(crate::rules::explain::explain(
+                            &engine,
+                            store,
+                            &info.query,
+                            (t * 1000.0) as i64,
+                        ));
+                    }
+                    None => v.explanation.push(format!(
+                        "no alerting rule named {:?} in the rule files",
+                        r.alert
+                    )),
+                }
+            }
+            v
+        })
+        .collect();
+    verdicts.extend(unexpected(&alerts, &resolved, &r.allow));
+    let mut errors = rs.errors.clone();
+    errors.truncate(5);
+    let info = reports::record::RulesInfo {
+        files: r.files.iter().map(|f| f.display().to_string()).collect(),
+        time_scale: r.time_scale,
+        interval_s: crate::rules::scale::scale_ms(r.interval.0.as_millis() as i64, r.time_scale)
+            as f64
+            / 1000.0,
+        errors,
+    };
+    (Some(info), alerts, verdicts)
 }
 
 /// The end-of-run summary for the console: verdict, outcomes, latency per tier, thresholds, trust.
@@ -561,6 +788,19 @@ pub fn console_summary(r: &RunRecord) -> String {
             t.name,
             t.detail
         );
+    }
+    for e in &r.expectations {
+        let _ = writeln!(
+            out,
+            "  [{}] alert {} {}: {}",
+            if e.passed { "ok" } else { "FAILED" },
+            e.alert,
+            e.description,
+            e.detail
+        );
+        for line in &e.explanation {
+            let _ = writeln!(out, "      {line}");
+        }
     }
     for f in &r.faults {
         let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::tiny_server_config;
+
 const BIN: &str = env!("CARGO_BIN_EXE_firedrill");
 
 fn tmp(name: &str) -> PathBuf {
@@ -164,15 +168,6 @@ fn proxy_faults_go_through_the_fault_proxy_the_run_starts() {
     assert!(errors(3) >= 15, "{:?}", overall(3).outcomes);
     assert_eq!(errors(4), 0, "{:?}", overall(4).outcomes);
     assert_eq!(errors(0) + errors(1) + errors(2), 0);
-}
-
-/// The embedded server's config with one tiny model (fast in debug builds), as YAML flow text.
-fn tiny_server_config() -> String {
-    let weights = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weights");
-    format!(
-        "{{weights_cache: '{}', default_resolution: 64x64, models: [{{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}]}}",
-        weights.display()
-    )
 }
 
 #[test]

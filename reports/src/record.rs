@@ -62,6 +62,15 @@ pub struct RunRecord {
     /// How the final rollback went; `None` for a run without faults.
     #[serde(default)]
     pub rollback: Option<RollbackRecord>,
+    /// The rules evaluated during the run; `None` without rules.
+    #[serde(default)]
+    pub rules: Option<RulesInfo>,
+    /// Every alert that was pending or firing at some point, with its state changes.
+    #[serde(default)]
+    pub alerts: Vec<AlertRecord>,
+    /// One verdict per alert expectation, then one per unexpected alert.
+    #[serde(default)]
+    pub expectations: Vec<ExpectationVerdict>,
     /// One verdict per threshold of the scenario.
     pub thresholds: Vec<ThresholdVerdict>,
     /// Whether the harness kept up, so the numbers mean what they say.
@@ -276,6 +285,62 @@ pub struct Event {
     pub name: String,
     /// Free text for people.
     pub detail: String,
+}
+
+/// The rules a run evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesInfo {
+    /// The rule files, as given.
+    pub files: Vec<String>,
+    /// The compression applied to every window, offset and `for`.
+    pub time_scale: f64,
+    /// Default evaluation interval after scaling, seconds.
+    pub interval_s: f64,
+    /// Rule evaluation errors (a rule that failed at some time), at most a few.
+    pub errors: Vec<String>,
+}
+
+/// One alert (an alert rule's label set) over the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRecord {
+    /// `alertname`.
+    pub name: String,
+    /// All its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its state changes in time order: `pending`, `firing`, `inactive`.
+    pub transitions: Vec<AlertTransition>,
+    /// Annotations as expanded when it last went pending or firing.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A state change of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertTransition {
+    /// When, seconds from run start.
+    pub t_s: f64,
+    /// The new state.
+    pub state: String,
+}
+
+/// The verdict on one alert expectation (or on an alert that fired unexpectedly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectationVerdict {
+    /// The alert.
+    pub alert: String,
+    /// What was expected, for people (`fires within 30 s after oom.start`).
+    pub description: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What happened.
+    pub detail: String,
+    /// Time to fire (or to resolve) from the reference point, seconds, when it did.
+    pub latency_s: Option<f64>,
+    /// For a failure: the rule's sub-expressions evaluated at the time that mattered.
+    pub explanation: Vec<String>,
 }
 
 /// One fault of the drill.

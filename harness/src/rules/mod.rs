@@ -11,6 +11,8 @@
 
 pub mod alerting;
 pub mod eval;
+pub mod expect;
+pub mod explain;
 pub mod functions;
 pub mod group;
 pub mod promqltest;

@@ -1,11 +1,13 @@
 //! Scenario files: YAML, versioned, every field typed. `Scenario::load` parses and validates;
 //! every error names the file, line, column and field path and says what was expected.
 
+pub mod alerts;
 mod duration;
 pub mod faults;
 mod inputs;
 mod locate;
 
+pub use alerts::{Expectation, Rules, When};
 pub use duration::Dur;
 pub use faults::{CommandEntry, FaultEntry};
 pub use inputs::read_inputs;
@@ -46,6 +48,12 @@ pub struct Scenario {
     /// Faults on the load's timeline, each reverted when it ends and on every exit path.
     #[serde(default)]
     pub faults: Vec<FaultEntry>,
+    /// Alert rules evaluated during the run on the scraped series.
+    #[serde(default)]
+    pub rules: Option<Rules>,
+    /// What the alerts must do.
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
 }
 
 fn default_seed() -> u64 {
@@ -629,7 +637,8 @@ impl Scenario {
                 return err(&f("window"), "must be longer than zero".into());
             }
         }
-        faults::validate(self)
+        faults::validate(self)?;
+        alerts::validate(self)
     }
 }
 

@@ -142,6 +142,35 @@ fn sample_record() -> RunRecord {
             verified: true,
             problems: vec![],
         }),
+        rules: Some(RulesInfo {
+            files: vec!["alerts.yaml".into()],
+            time_scale: 20.0,
+            interval_s: 0.75,
+            errors: vec![],
+        }),
+        alerts: vec![AlertRecord {
+            name: "VRAMPressure".into(),
+            labels: BTreeMap::from([("worker_id".into(), "worker-0".into())]),
+            transitions: vec![
+                AlertTransition {
+                    t_s: 1.2,
+                    state: "pending".into(),
+                },
+                AlertTransition {
+                    t_s: 1.8,
+                    state: "firing".into(),
+                },
+            ],
+            annotations: BTreeMap::new(),
+        }],
+        expectations: vec![ExpectationVerdict {
+            alert: "VRAMPressure".into(),
+            description: "fires within 30 s after oom.start".into(),
+            passed: true,
+            detail: "fired 0.8 s after".into(),
+            latency_s: Some(0.8),
+            explanation: vec![],
+        }],
         thresholds: vec![
             ThresholdVerdict {
                 name: "fast-p95".into(),
