@@ -61,6 +61,29 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Lint Prometheus rule files against what the target exports.
+    ///
+    /// Finds rules that can never fire (unknown metrics, labels or values), histogram_quantile
+    /// without `_bucket`, `le` or rate, rate over gauges, windows under twice the scrape
+    /// interval, and templates reading labels the expression drops. Prints findings and a
+    /// summary. Exit 0 without errors, 1 with errors, 2 when a file or the record cannot be read.
+    Lint {
+        /// The rule files, linted together (recorded series of each count as exported).
+        #[arg(required = true)]
+        rules: Vec<PathBuf>,
+        /// Lint against what this run's record scraped instead of the reference server's catalog.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// The scrape interval during the run (range windows under twice it are flagged).
+        #[arg(long, default_value = "15s")]
+        scrape_interval: firedrill::scenario::Dur,
+        /// The drill's time_scale: range windows are divided by it before the comparison.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// The reference server's metric_units setting (base or seed_ms), for the catalog.
+        #[arg(long, default_value = "base", value_parser = ["base", "seed_ms"])]
+        metric_units: String,
+    },
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
     #[command(hide = true)]
     ReferenceServer(reference_server::cli::Args),
@@ -275,6 +298,34 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
+        Command::Lint {
+            rules,
+            record,
+            scrape_interval,
+            time_scale,
+            metric_units,
+        } => {
+            use firedrill::rules::lint;
+            let units = reference_server::metrics::MetricUnits::ALL
+                .into_iter()
+                .find(|u| u.as_str() == metric_units)
+                .unwrap_or_default();
+            let against = match record {
+                Some(r) => lint::Against::Record(r),
+                None => lint::Against::Catalog(units),
+            };
+            let opts = lint::LintOptions {
+                scrape_interval: scrape_interval.0,
+                time_scale,
+            };
+            ExitCode::from(lint::run_cli(
+                &rules,
+                &against,
+                &opts,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ))
+        }
         Command::Schema => {
             println!(
                 "{}",

@@ -104,6 +104,13 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         Ok(r) => r,
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
     };
+    let slo_spec = match scenario.rules.as_ref().and_then(|r| r.slos.as_ref()) {
+        Some(f) => match crate::slo::SloFile::load(&base.join(f)) {
+            Ok(spec) => Some(spec),
+            Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
+        },
+        None => None,
+    };
     let out_dir = opts
         .out_dir
         .clone()
@@ -185,6 +192,20 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
             judge_alerts(&scenario, rs, evs, &st, end)
         }
         None => (None, Vec::new(), Vec::new()),
+    };
+    let slos = match &slo_spec {
+        Some(spec) => {
+            let st = store.lock().expect("store lock");
+            let k = scenario.rules.as_ref().map_or(1.0, |r| r.time_scale);
+            let engine = crate::rules::Engine::default();
+            spec.slos
+                .iter()
+                .map(|slo| {
+                    crate::slo::measure::measure(&engine, &st, slo, end.as_millis() as i64, k)
+                })
+                .collect()
+        }
+        None => Vec::new(),
     };
     for a in &alerts {
         for t in &a.transitions {
@@ -308,6 +329,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         rules: rules_info,
         alerts,
         expectations,
+        slos,
         thresholds,
         trust,
         verdict: Verdict {
@@ -531,7 +553,7 @@ async fn drive(
                     };
                     for e in &evs {
                         let tr = &e.transition;
-                        if tr.to != AlertState::Pending {
+                        if tr.to == AlertState::Firing || tr.from == AlertState::Firing {
                             let line = format!("{:>6.1}s  alert {} {}", tr.at as f64 / 1000.0, tr.labels.get("alertname").map_or("?", |s| s.as_str()), if tr.to == AlertState::Firing { "FIRING" } else { "resolved" });
                             if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
                         }
@@ -801,6 +823,18 @@ pub fn console_summary(r: &RunRecord) -> String {
         for line in &e.explanation {
             let _ = writeln!(out, "      {line}");
         }
+    }
+    for slo in &r.slos {
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        let _ = writeln!(
+            out,
+            "  SLO {} ({}%): SLI {}, budget remaining {} (the run as the window)",
+            slo.name,
+            slo.objective,
+            slo.sli
+                .map_or("-".to_owned(), |v| format!("{:.3}%", v * 100.0)),
+            pct(slo.budget_remaining)
+        );
     }
     for f in &r.faults {
         let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));

@@ -71,6 +71,9 @@ pub struct RunRecord {
     /// One verdict per alert expectation, then one per unexpected alert.
     #[serde(default)]
     pub expectations: Vec<ExpectationVerdict>,
+    /// Each SLO's standing over the run: SLI, error budget, burn rates.
+    #[serde(default)]
+    pub slos: Vec<SloRecord>,
     /// One verdict per threshold of the scenario.
     pub thresholds: Vec<ThresholdVerdict>,
     /// Whether the harness kept up, so the numbers mean what they say.
@@ -341,6 +344,48 @@ pub struct ExpectationVerdict {
     pub latency_s: Option<f64>,
     /// For a failure: the rule's sub-expressions evaluated at the time that mattered.
     pub explanation: Vec<String>,
+}
+
+/// An SLO over the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloRecord {
+    /// The SLO's name.
+    pub name: String,
+    /// Objective, percent.
+    pub objective: f64,
+    /// Good events over the run.
+    pub good: f64,
+    /// All events over the run.
+    pub total: f64,
+    /// `good / total`; `None` without events.
+    pub sli: Option<f64>,
+    /// Share of the budget the run spent, as if the run were the whole SLO window (above 1:
+    /// overspent).
+    pub budget_consumed: Option<f64>,
+    /// `1 - budget_consumed`.
+    pub budget_remaining: Option<f64>,
+    /// Burn rates over the workbook's window pairs (scaled by the run's time scale) at the end
+    /// of the run, and the highest seen at any evaluation.
+    pub burn: Vec<BurnRecord>,
+}
+
+/// Burn rates over one window pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnRecord {
+    /// Long window, seconds (scaled).
+    pub long_s: f64,
+    /// Short window, seconds (scaled).
+    pub short_s: f64,
+    /// The alerting factor.
+    pub factor: f64,
+    /// `page` or `ticket`.
+    pub severity: String,
+    /// Highest burn rate over the long window during the run.
+    pub max_long: Option<f64>,
+    /// Highest burn rate over the short window during the run.
+    pub max_short: Option<f64>,
 }
 
 /// One fault of the drill.

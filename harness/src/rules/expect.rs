@@ -166,7 +166,9 @@ pub fn unexpected(
 ) -> Vec<ExpectationVerdict> {
     let mut out: Vec<ExpectationVerdict> = Vec::new();
     for a in alerts {
-        if allow.contains(&a.name) || expected.iter().any(|r| r.alert == a.name) {
+        // Expected means named by an expectation whose labels it carries: a page for another
+        // SLO is not the page the drill expects.
+        if allow.contains(&a.name) || expected.iter().any(|r| matches(a, r)) {
             continue;
         }
         let Some(t) = a.transitions.iter().find(|t| t.state == "firing") else {
@@ -284,6 +286,8 @@ mod tests {
         let u = unexpected(&a, &[exp(Check::Never)], &[]);
         assert_eq!(u.len(), 1, "B fired unexpected; C only went pending");
         assert_eq!(u[0].alert, "B");
+        // An expectation on A's tickets does not cover A's pages.
+        assert_eq!(unexpected(&a, &[e.clone()], &["B".into()]).len(), 1);
         assert!(unexpected(&a, &[], &["A".into(), "B".into()]).is_empty());
     }
 }

@@ -15,6 +15,7 @@ pub mod expect;
 pub mod explain;
 pub mod functions;
 pub mod group;
+pub mod lint;
 pub mod promqltest;
 pub mod rulefile;
 pub mod scale;

@@ -25,6 +25,10 @@ pub struct Rules {
     /// Alerts that may fire without an expectation.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// An SLO spec (see `dashboards/prometheus/slos.yaml`), relative to the scenario file: each
+    /// SLO's SLI, error budget and burn rates over the run go into the record.
+    #[serde(default)]
+    pub slos: Option<PathBuf>,
 }
 
 fn default_interval() -> Dur {

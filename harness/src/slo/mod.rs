@@ -4,6 +4,7 @@
 //! multi-burn-rate alerts. Drills validate exactly the generated rules.
 
 pub mod budget;
+pub mod measure;
 pub mod rules;
 pub mod spec;
 

@@ -163,6 +163,23 @@ fn sample_record() -> RunRecord {
             ],
             annotations: BTreeMap::new(),
         }],
+        slos: vec![SloRecord {
+            name: "availability".into(),
+            objective: 99.9,
+            good: 998.0,
+            total: 1000.0,
+            sli: Some(0.998),
+            budget_consumed: Some(2.0),
+            budget_remaining: Some(-1.0),
+            burn: vec![BurnRecord {
+                long_s: 90.0,
+                short_s: 7.5,
+                factor: 14.4,
+                severity: "page".into(),
+                max_long: Some(3.0),
+                max_short: Some(20.0),
+            }],
+        }],
         expectations: vec![ExpectationVerdict {
             alert: "VRAMPressure".into(),
             description: "fires within 30 s after oom.start".into(),
