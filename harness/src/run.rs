@@ -104,6 +104,11 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         Ok(r) => r,
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
     };
+    // Before the run: rules that can never fire on what the reference server exports.
+    let lint_before = lint_rules(&scenario, base, None);
+    for f in &lint_before {
+        say!("firedrill: lint before the run: {f}");
+    }
     let slo_spec = match scenario.rules.as_ref().and_then(|r| r.slos.as_ref()) {
         Some(f) => match crate::slo::SloFile::load(&base.join(f)) {
             Ok(spec) => Some(spec),
@@ -193,6 +198,20 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         }
         None => (None, Vec::new(), Vec::new()),
     };
+    // After the run: the same rules against what the target actually exported.
+    let lint_after = {
+        let st = store.lock().expect("store lock");
+        lint_rules(&scenario, base, Some(&st))
+    };
+    for f in &lint_after {
+        say!("firedrill: lint after the run: {f}");
+        events.push(reports::record::Event {
+            t_s: end.as_secs_f64(),
+            kind: "lint".into(),
+            name: f.code.as_str().into(),
+            detail: f.to_string(),
+        });
+    }
     let slos = match &slo_spec {
         Some(spec) => {
             let st = store.lock().expect("store lock");
@@ -617,6 +636,44 @@ async fn drive(
         fault_outcome,
         rules.map(|r| (r, alert_events)),
     )
+}
+
+/// Lints the scenario's rule files against the reference server's catalog (`store: None`, for a
+/// reference-server target only) or against what a run scraped. Unreadable files are reported
+/// by the rule loader instead.
+fn lint_rules(
+    s: &Scenario,
+    base: &Path,
+    store: Option<&SeriesStore>,
+) -> Vec<crate::rules::lint::Finding> {
+    use crate::rules::lint::{lint, Exported, LintOptions, RuleSource};
+    let Some(r) = &s.rules else {
+        return Vec::new();
+    };
+    let exported = match store {
+        Some(st) => Exported::from_store(st),
+        None if s.target.reference_server.is_some() => {
+            let units = s
+                .target
+                .reference_server
+                .as_ref()
+                .and_then(|rs| rs.config.get("metric_units"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            Exported::catalog(units)
+        }
+        None => return Vec::new(),
+    };
+    let sources: Vec<RuleSource> = r
+        .files
+        .iter()
+        .filter_map(|f| RuleSource::read(&base.join(f)).ok())
+        .collect();
+    let opts = LintOptions {
+        scrape_interval: s.observe.scrape_interval.0,
+        time_scale: r.time_scale,
+    };
+    lint(&sources, &exported, &opts).findings
 }
 
 /// Reads the scenario's rule files (relative to its folder) and loads them with its time scale.

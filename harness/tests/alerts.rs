@@ -82,6 +82,15 @@ fn an_alert_that_cannot_fire_fails_the_run_and_says_why() {
         said.contains("CannotFire") && said.contains("no series"),
         "{said}"
     );
+    // The linter said so before the run (against the catalog) and after it (against what was
+    // scraped): the rule's metric does not exist.
+    assert!(
+        said.contains("lint before the run") && said.contains("unknown-metric"),
+        "{said}"
+    );
+    assert!(r.events.iter().any(|e| e.kind == "lint"
+        && e.name == "unknown-metric"
+        && e.detail.contains("CannotFire")));
     // AlwaysFires is neither expected nor allowed here: a second failure.
     let u = r
         .expectations
