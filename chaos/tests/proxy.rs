@@ -371,10 +371,11 @@ async fn latency_jitter_spreads_around_the_asked_delay() {
     added.sort_by(f64::total_cmp);
     let (min, q1, med, q3) = (added[0], added[7], added[15], added[23]);
     eprintln!("latency 50 ± 30 ms: added min {min:.1}, quartiles {q1:.1} / {med:.1} / {q3:.1} ms");
-    // Uniform on [20, 80]: quartiles 35 / 50 / 65. A busy machine only adds time, so the lower
-    // bound is firm and the others loose.
+    // Uniform on [20, 80]: quartiles 35 / 50 / 65; the median of 31 draws has a standard
+    // deviation of about 5.4 ms. A busy machine only adds time, so the lower bounds are firm
+    // and the upper one loose (a CI run saw 67 ms: 3 sigma of chance plus a loaded machine).
     assert!(min >= 19.0, "added {min:.1} ms, below 50 - 30");
-    assert!((med - 50.0).abs() <= 15.0, "median added {med:.1} ms");
+    assert!((35.0..=80.0).contains(&med), "median added {med:.1} ms");
     assert!(q3 - q1 >= 10.0, "no spread: quartiles {q1:.1}..{q3:.1} ms");
     p.shutdown().await;
 }
