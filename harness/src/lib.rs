@@ -8,6 +8,7 @@ pub mod faults;
 pub mod load;
 pub mod outcome;
 pub mod plan;
+pub mod prometheus;
 pub mod record;
 pub mod rules;
 pub mod run;

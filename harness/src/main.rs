@@ -61,6 +61,17 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run Prometheus rule unit-test files (the format of `promtool test rules`) with the
+    /// embedded PromQL engine and rule evaluator.
+    ///
+    /// Prints `SUCCESS` or the failures of each file, promtool-like, then a summary. Exit 0 when
+    /// every test passes, 1 when a test fails (or a rule fails to evaluate), 2 when a test file
+    /// or a rule file it names cannot be read or parsed.
+    TestRules {
+        /// The test files (rule_files are found relative to each).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Lint Prometheus rule files against what the target exports.
     ///
     /// Finds rules that can never fire (unknown metrics, labels or values), histogram_quantile
@@ -293,6 +304,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Promqltest { files } => ExitCode::from(firedrill::rules::promqltest::run_cli(
+            &files,
+            &firedrill::rules::Engine::default(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::TestRules { files } => ExitCode::from(firedrill::rules::unittest::run_cli(
             &files,
             &firedrill::rules::Engine::default(),
             &mut std::io::stdout(),

@@ -3,9 +3,12 @@
 
 use crate::load::{run_closed, run_open, Endpoint, EngineConfig, Event, HttpClient};
 use crate::plan::Plan;
+use crate::prometheus::{PromStack, StackOptions};
 use crate::record::{Recorder, RequestResult};
 use crate::rules::alerting::AlertState;
 use crate::rules::group::{AlertEvent, RuleSet};
+use crate::rules::rulefile::RuleFile;
+use crate::scenario::alerts::RuleEngine;
 use crate::scenario::{read_inputs, LoadModel, Scenario, TIERS};
 use crate::scrape::{Scraper, SeriesStore};
 use crate::target::{Target, TargetError};
@@ -100,10 +103,12 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         Ok(p) => Arc::new(p),
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
     };
-    let rule_set = match load_rules(&scenario, base) {
+    let (rule_set, rule_files) = match load_rules(&scenario, base) {
         Ok(r) => r,
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
     };
+    let rules_cfg = scenario.rules.clone();
+    let engine = rules_cfg.as_ref().map_or(RuleEngine::Builtin, |r| r.engine);
     // Before the run: rules that can never fire on what the reference server exports.
     let lint_before = lint_rules(&scenario, base, None);
     for f in &lint_before {
@@ -173,6 +178,42 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     let api_base = proxy
         .as_ref()
         .map_or_else(|| target.base.clone(), |(h, _)| h.url());
+    let prom = match (&rules_cfg, engine.prometheus()) {
+        (Some(r), true) => {
+            let started = PromStack::start(StackOptions {
+                dir: &out_dir.join("prometheus"),
+                metrics_url: &target.metrics_url,
+                scrape_interval_ms: scenario.observe.scrape_interval.0.as_millis() as i64,
+                eval_interval_ms: crate::rules::scale::scale_ms(
+                    r.interval.0.as_millis() as i64,
+                    r.time_scale,
+                ),
+                rules: &rule_files,
+                time_scale: r.time_scale,
+                alertmanager: r.alertmanager,
+            })
+            .await;
+            match started {
+                Ok(p) => {
+                    say!(
+                        "firedrill: prometheus {} evaluates the rules ({})",
+                        p.url,
+                        engine.as_str()
+                    );
+                    Some(p)
+                }
+                Err(e) => {
+                    if let Some((h, _)) = proxy {
+                        h.shutdown().await;
+                    }
+                    let _ = target.stop(Duration::from_secs(60)).await;
+                    return RunOutcome::failed(exit::INFRA, e, Some(out_dir));
+                }
+            }
+        }
+        _ => None,
+    };
+    let start = Instant::now();
     let result = drive(
         &scenario,
         plan.clone(),
@@ -180,21 +221,61 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         &api_base,
         &opts,
         Drill {
+            start,
             timeline,
             channels,
             rules: rule_set,
+            builtin: engine.builtin(),
+            prometheus: prom.as_ref().map(|p| p.url.clone()),
         },
     )
     .await;
+    let mut notifications = Vec::new();
+    if let Some(p) = prom {
+        if rules_cfg.as_ref().is_some_and(|r| r.alertmanager) {
+            notifications = await_deliveries(&p, &result.7, start).await;
+        }
+        p.stop().await;
+    }
     if let Some((h, _)) = proxy {
         h.shutdown().await;
     }
     let server_exit = target.stop(Duration::from_secs(60)).await;
-    let (recorder, store, mut events, end, stopped, fault_outcome, rules_outcome) = result;
+    let (recorder, store, mut events, end, stopped, fault_outcome, rules_outcome, prom_outcome) =
+        result;
     let (rules_info, alerts, expectations) = match &rules_outcome {
         Some((rs, evs)) => {
             let st = store.lock().expect("store lock");
-            judge_alerts(&scenario, rs, evs, &st, end)
+            let (prom_events, prom_errors) = &prom_outcome;
+            let judged = if engine.builtin() { evs } else { prom_events };
+            let (mut info, alerts, mut verdicts) = judge_alerts(&scenario, rs, judged, &st, end);
+            if let Some(info) = info.as_mut() {
+                info.engine = engine.as_str().into();
+                if !engine.builtin() {
+                    info.errors = prom_errors.iter().take(5).cloned().collect();
+                }
+                if engine == RuleEngine::Both {
+                    info.prometheus_alerts = alert_records(prom_events);
+                    let tolerance = rs.longest_interval_ms() as f64 / 1000.0;
+                    verdicts.extend(crate::rules::agree::agreement(
+                        &alerts,
+                        &info.prometheus_alerts,
+                        tolerance,
+                        end.as_secs_f64(),
+                    ));
+                    info.errors.extend(prom_errors.iter().take(5).cloned());
+                }
+                if rules_cfg.as_ref().is_some_and(|r| r.alertmanager) {
+                    let fired = if engine.builtin() {
+                        &info.prometheus_alerts
+                    } else {
+                        &alerts
+                    };
+                    verdicts.extend(crate::rules::agree::delivered(fired, &notifications));
+                    info.notifications = notifications;
+                }
+            }
+            (info, alerts, verdicts)
         }
         None => (None, Vec::new(), Vec::new()),
     };
@@ -396,9 +477,15 @@ struct Stopped {
 
 /// What a run does beside the load: faults and where they go, and the rules to evaluate.
 struct Drill {
+    /// The run's clock.
+    start: Instant,
     timeline: chaos::Timeline,
     channels: chaos::Channels,
     rules: Option<RuleSet>,
+    /// Whether the embedded engine evaluates `rules` (otherwise they serve explanations only).
+    builtin: bool,
+    /// A real Prometheus to follow (its base URL).
+    prometheus: Option<String>,
 }
 
 type Driven = (
@@ -409,6 +496,7 @@ type Driven = (
     Stopped,
     Option<(chaos::Timeline, Vec<chaos::JournalEntry>, chaos::Rollback)>,
     Option<(RuleSet, Vec<AlertEvent>)>,
+    (Vec<AlertEvent>, Vec<String>),
 );
 
 /// Runs load, faults, scraping and recording until the plan ends (or Ctrl-C, or an abort), then
@@ -422,9 +510,12 @@ async fn drive(
     drill: Drill,
 ) -> Driven {
     let Drill {
+        start,
         timeline,
         channels,
         mut rules,
+        builtin,
+        prometheus,
     } = drill;
     let mut tiers: Vec<String> = TIERS.iter().map(|t| t.to_string()).collect();
     tiers.push("default".into());
@@ -432,7 +523,6 @@ async fn drive(
     let retention = plan.duration + Duration::from_secs(900);
     let store = Arc::new(Mutex::new(SeriesStore::with_retention(retention)));
     let mut events = Vec::new();
-    let start = Instant::now();
     let clock = move || start.elapsed().as_millis() as i64;
 
     let interval = s.observe.scrape_interval.0;
@@ -506,6 +596,26 @@ async fn drive(
 
     let promql = crate::rules::Engine::default();
     let mut alert_events: Vec<AlertEvent> = Vec::new();
+    let (prom_tx, mut prom_rx) = mpsc::unbounded_channel();
+    let (prom_done, prom_done_rx) = tokio::sync::oneshot::channel();
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        - start.elapsed().as_millis() as i64;
+    let follower = prometheus.map(|url| {
+        tokio::spawn(crate::prometheus::follow(
+            url,
+            epoch_ms,
+            prom_tx,
+            prom_done_rx,
+        ))
+    });
+    let mut prom_events: Vec<AlertEvent> = Vec::new();
+    let tag = if builtin && follower.is_some() {
+        " (embedded)"
+    } else {
+        ""
+    };
     // Rules are evaluated at their groups' due times; this only decides how often to look.
     let mut rule_tick = tokio::time::interval(Duration::from_millis(100));
     let tty = std::io::stderr().is_terminal();
@@ -563,22 +673,31 @@ async fn drive(
                 }
                 let _ = std::io::stderr().flush();
             }
-            _ = rule_tick.tick(), if rules.is_some() => {
+            _ = rule_tick.tick(), if builtin && rules.is_some() => {
                 if let Some(rs) = rules.as_mut() {
                     let now = start.elapsed().as_millis() as i64;
                     let evs = {
                         let mut st = store.lock().expect("store lock");
                         rs.eval_due(&promql, &mut st, now)
                     };
-                    for e in &evs {
-                        let tr = &e.transition;
-                        if tr.to == AlertState::Firing || tr.from == AlertState::Firing {
-                            let line = format!("{:>6.1}s  alert {} {}", tr.at as f64 / 1000.0, tr.labels.get("alertname").map_or("?", |s| s.as_str()), if tr.to == AlertState::Firing { "FIRING" } else { "resolved" });
-                            if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
-                        }
+                    for line in evs.iter().filter_map(|e| alert_line(e, tag)) {
+                        if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
                     }
                     alert_events.extend(evs);
                 }
+            }
+            Some(o) = prom_rx.recv() => {
+                let o: crate::prometheus::api::Observed = o;
+                // Under `both`, the embedded engine evaluates when Prometheus does.
+                if let (true, Some(rs)) = (builtin, rules.as_mut()) {
+                    for (group, at) in &o.first_evaluations {
+                        rs.align(group, *at);
+                    }
+                }
+                for line in o.events.iter().filter_map(|e| alert_line(e, " (prometheus)")) {
+                    if tty { say!("\r{line}\x1b[K"); } else { say!("{line}"); }
+                }
+                prom_events.extend(o.events);
             }
             Some(e) = fault_rx.recv() => {
                 let line = crate::faults::console_line(&e);
@@ -623,6 +742,17 @@ async fn drive(
         }
         t.abort();
     }
+    let prom_errors = match follower {
+        Some(task) => {
+            let _ = prom_done.send(());
+            let errors = task.await.unwrap_or_default();
+            while let Ok(o) = prom_rx.try_recv() {
+                prom_events.extend(o.events);
+            }
+            errors
+        }
+        None => Vec::new(),
+    };
     // An abort is a verdict (exit 1), an interruption is not (exit 3).
     (
         recorder,
@@ -635,7 +765,51 @@ async fn drive(
         },
         fault_outcome,
         rules.map(|r| (r, alert_events)),
+        (prom_events, prom_errors),
     )
+}
+
+/// The console line for an alert that starts or stops firing.
+fn alert_line(e: &AlertEvent, tag: &str) -> Option<String> {
+    let tr = &e.transition;
+    (tr.to == AlertState::Firing || tr.from == AlertState::Firing).then(|| {
+        format!(
+            "{:>6.1}s  alert {} {}{tag}",
+            tr.at as f64 / 1000.0,
+            tr.labels.get("alertname").map_or("?", |s| s.as_str()),
+            if tr.to == AlertState::Firing {
+                "FIRING"
+            } else {
+                "resolved"
+            }
+        )
+    })
+}
+
+/// Waits (a few seconds at most) until Alertmanager has delivered every alert Prometheus fired,
+/// then returns what it delivered.
+async fn await_deliveries(
+    p: &PromStack,
+    prom_events: &(Vec<AlertEvent>, Vec<String>),
+    start: Instant,
+) -> Vec<reports::record::Notification> {
+    let fired: Vec<_> = prom_events
+        .0
+        .iter()
+        .filter(|e| e.transition.to == AlertState::Firing)
+        .map(|e| &e.transition.labels)
+        .collect();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = p.notifications(start.into_std());
+        let all = fired
+            .iter()
+            .all(|l| got.iter().any(|n| n.status == "firing" && &n.labels == *l));
+        if all || Instant::now() > until {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Lints the scenario's rule files against the reference server's catalog (`store: None`, for a
@@ -676,10 +850,14 @@ fn lint_rules(
     lint(&sources, &exported, &opts).findings
 }
 
-/// Reads the scenario's rule files (relative to its folder) and loads them with its time scale.
-fn load_rules(s: &Scenario, base: &Path) -> Result<Option<RuleSet>, String> {
+/// Rule files as read: (path, content).
+type RuleFiles = Vec<(String, RuleFile)>;
+
+/// Reads the scenario's rule files (relative to its folder) and loads them with its time scale;
+/// also returns them as read, for a real Prometheus.
+fn load_rules(s: &Scenario, base: &Path) -> Result<(Option<RuleSet>, RuleFiles), String> {
     let Some(r) = &s.rules else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
     let mut files = Vec::new();
     for f in &r.files {
@@ -688,27 +866,12 @@ fn load_rules(s: &Scenario, base: &Path) -> Result<Option<RuleSet>, String> {
         files.push((path.display().to_string(), rf));
     }
     let interval = crate::rules::scale::scale_ms(r.interval.0.as_millis() as i64, r.time_scale);
-    RuleSet::load(&files, interval, r.time_scale, 0).map(Some)
+    let rs = RuleSet::load(&files, interval, r.time_scale, 0)?;
+    Ok((Some(rs), files))
 }
 
-/// The record's view of the rules: alerts with their state changes, and the expectations judged,
-/// with explanations for the failures.
-fn judge_alerts(
-    s: &Scenario,
-    rs: &RuleSet,
-    evs: &[AlertEvent],
-    store: &SeriesStore,
-    end: Duration,
-) -> (
-    Option<reports::record::RulesInfo>,
-    Vec<reports::record::AlertRecord>,
-    Vec<reports::record::ExpectationVerdict>,
-) {
-    use crate::rules::expect::{judge, unexpected, Check, Resolved};
-    use crate::scenario::alerts::resolve;
-    let Some(r) = &s.rules else {
-        return (None, Vec::new(), Vec::new());
-    };
+/// Alert state changes gathered by alert (label set), in the record's form.
+fn alert_records(evs: &[AlertEvent]) -> Vec<reports::record::AlertRecord> {
     let mut by_alert: std::collections::BTreeMap<
         Vec<(String, String)>,
         reports::record::AlertRecord,
@@ -732,7 +895,28 @@ fn judge_alerts(
             a.annotations = e.annotations.clone();
         }
     }
-    let alerts: Vec<_> = by_alert.into_values().collect();
+    by_alert.into_values().collect()
+}
+
+/// The record's view of the rules: alerts with their state changes, and the expectations judged,
+/// with explanations for the failures.
+fn judge_alerts(
+    s: &Scenario,
+    rs: &RuleSet,
+    evs: &[AlertEvent],
+    store: &SeriesStore,
+    end: Duration,
+) -> (
+    Option<reports::record::RulesInfo>,
+    Vec<reports::record::AlertRecord>,
+    Vec<reports::record::ExpectationVerdict>,
+) {
+    use crate::rules::expect::{judge, unexpected, Check, Resolved};
+    use crate::scenario::alerts::resolve;
+    let Some(r) = &s.rules else {
+        return (None, Vec::new(), Vec::new());
+    };
+    let alerts = alert_records(evs);
     let end_s = end.as_secs_f64();
     let mut resolved = Vec::new();
     for e in &s.expect {
@@ -833,6 +1017,9 @@ fn judge_alerts(
             as f64
             / 1000.0,
         errors,
+        engine: "builtin".into(),
+        prometheus_alerts: Vec::new(),
+        notifications: Vec::new(),
     };
     (Some(info), alerts, verdicts)
 }

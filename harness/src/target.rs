@@ -44,8 +44,25 @@ pub struct Target {
     child: Option<Child>,
 }
 
+/// Makes a child process the harness's alone: its own process group, so that a Ctrl-C at the
+/// terminal goes to the harness alone (which rolls faults back before it stops its children),
+/// and SIGTERM from the kernel when the harness dies outright (SIGKILL: no drop, no rollback),
+/// so that nothing lives on as an orphan.
+pub(crate) fn contain(cmd: &mut Command) {
+    #[cfg(unix)]
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
 /// Sends SIGTERM to a process.
-fn sigterm(pid: u32) {
+pub(crate) fn sigterm(pid: u32) {
     // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGTERM);
@@ -192,20 +209,7 @@ async fn spawn_reference_server(
             cmd.env_remove("REFERENCE_SERVER_ADMIN_TOKEN");
         }
     }
-    // Its own process group: a Ctrl-C at the terminal goes to the harness alone, which rolls the
-    // faults back through the server's admin API before it stops the server.
-    #[cfg(unix)]
-    cmd.process_group(0);
-    // If the harness is killed outright (SIGKILL: no drop, no rollback), the server must not
-    // live on as an orphan: the kernel sends it SIGTERM when its parent dies.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    contain(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -302,6 +302,32 @@ pub struct RulesInfo {
     pub interval_s: f64,
     /// Rule evaluation errors (a rule that failed at some time), at most a few.
     pub errors: Vec<String>,
+    /// The engine that evaluated them: `builtin`, `prometheus` or `both`.
+    #[serde(default = "builtin")]
+    pub engine: String,
+    /// With `engine: both`: the alerts as the real Prometheus saw them (the record's `alerts`
+    /// are the embedded engine's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prometheus_alerts: Vec<AlertRecord>,
+    /// With Alertmanager: every notification its webhook delivered to the harness.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
+}
+
+fn builtin() -> String {
+    "builtin".into()
+}
+
+/// One alert notification Alertmanager delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    /// When the webhook received it, seconds from run start.
+    pub t_s: f64,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The alert's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One alert (an alert rule's label set) over the run.

@@ -182,6 +182,21 @@ impl RuleSet {
             .collect()
     }
 
+    /// The longest evaluation interval of any group, ms.
+    pub fn longest_interval_ms(&self) -> i64 {
+        self.groups.iter().map(|g| g.interval_ms).max().unwrap_or(0)
+    }
+
+    /// Puts the groups named `name` on the phase of an evaluation at `at_ms` (a real
+    /// Prometheus's, under `engine: both`): the next evaluation is the first on that phase after
+    /// the last one done, so both engines evaluate the same instants of the same data.
+    pub fn align(&mut self, name: &str, at_ms: i64) {
+        for g in self.groups.iter_mut().filter(|g| g.name == name) {
+            let last = g.next_ms - g.interval_ms;
+            g.next_ms = at_ms + ((last - at_ms).div_euclid(g.interval_ms) + 1) * g.interval_ms;
+        }
+    }
+
     /// The earliest time a group is due.
     pub fn next_due(&self) -> Option<i64> {
         self.groups.iter().map(|g| g.next_ms).min()
@@ -389,6 +404,19 @@ mod tests {
         assert_eq!(info[0].query, "sum by (job) (rate(errors_total[6s]))");
         assert_eq!(info[1].for_ms, 3_000);
         assert_eq!(rs.next_due(), Some(1_000));
+    }
+
+    #[test]
+    fn align_moves_the_next_evaluation_onto_another_phase_without_skipping() {
+        let mut rs = load(10.0);
+        assert_eq!(rs.longest_interval_ms(), 1_000);
+        // Next due at 1000 (last "done" at 0); Prometheus evaluated at -2300: phase 700.
+        rs.align("g", -2_300);
+        assert_eq!(rs.next_due(), Some(700));
+        rs.align("g", 5_100);
+        assert_eq!(rs.next_due(), Some(100));
+        rs.align("nope", 0);
+        assert_eq!(rs.next_due(), Some(100));
     }
 
     #[test]

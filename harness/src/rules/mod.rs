@@ -9,6 +9,7 @@
 //! evaluates at each step and joins the results by label set, which is what Prometheus'
 //! step-wise range evaluation amounts to.
 
+pub mod agree;
 pub mod alerting;
 pub mod eval;
 pub mod expect;
@@ -20,6 +21,7 @@ pub mod promqltest;
 pub mod rulefile;
 pub mod scale;
 pub mod template;
+pub mod unittest;
 pub mod value;
 
 pub use value::{QueryError, QueryErrorKind, RangeSeries, Sample, Value};

@@ -130,6 +130,32 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(total)
 }
 
+/// Deserializes YAML, naming the line and field path of the first error (shared by rule files
+/// and rule unit-test files).
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, RuleFileError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        let mut message = inner.to_string();
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        // The YAML error repeats (part of) the field path before the message.
+        if let Some((before, after)) = message.split_once(": ") {
+            if !before.is_empty() && field.starts_with(before) {
+                message = after.to_owned();
+            }
+        }
+        RuleFileError {
+            line,
+            field,
+            message,
+        }
+    })
+}
+
 /// A rule-file error: where and what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleFileError {
@@ -157,21 +183,7 @@ impl RuleFile {
     /// Parses and checks rule-file YAML (structure, names, durations; expressions are parsed by
     /// the engine that loads the file).
     pub fn parse(text: &str) -> Result<RuleFile, RuleFileError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let f: RuleFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let line = inner.location().map(|l| l.line());
-            let mut message = inner.to_string();
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
-            RuleFileError {
-                line,
-                field,
-                message,
-            }
-        })?;
+        let f: RuleFile = parse_yaml(text)?;
         f.check().map_err(|(field, message)| RuleFileError {
             line: None,
             field,

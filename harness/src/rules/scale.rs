@@ -74,6 +74,59 @@ pub fn scale_query(query: &str, k: f64) -> Result<String, String> {
     Ok(e.to_string())
 }
 
+/// A rule file as Prometheus must see it for a drill compressed by `k`: every expression, `for`
+/// and `keep_firing_for` scaled, and every group given its scaled interval explicitly (groups
+/// without one get `default_interval_ms`, already scaled), so that a real Prometheus evaluates
+/// exactly what the embedded engine evaluates.
+pub fn scale_rule_file(
+    rf: &super::rulefile::RuleFile,
+    k: f64,
+    default_interval_ms: i64,
+) -> Result<super::rulefile::RuleFile, String> {
+    use super::rulefile::parse_duration;
+    let dur = |d: &Option<String>| -> Result<Option<String>, String> {
+        d.as_deref()
+            .map(|s| parse_duration(s).map(|ms| prom_duration(scale_ms(ms, k))))
+            .transpose()
+    };
+    let mut out = rf.clone();
+    for g in &mut out.groups {
+        let ms = match &g.interval {
+            Some(d) => scale_ms(
+                parse_duration(d).map_err(|e| format!("group {}: {e}", g.name))?,
+                k,
+            ),
+            None => default_interval_ms,
+        };
+        g.interval = Some(prom_duration(ms.max(1)));
+        for r in &mut g.rules {
+            let name = format!("group {}, rule {}", g.name, r.name());
+            let at = |e: String| format!("{name}: {e}");
+            r.expr = scale_query(&r.expr, k).map_err(at)?;
+            r.for_ = dur(&r.for_).map_err(at)?;
+            r.keep_firing_for = dur(&r.keep_firing_for).map_err(at)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Milliseconds as a Prometheus duration (`375ms`, `15s`, `1m30s`): units from hours down, so
+/// nothing is rounded.
+pub fn prom_duration(ms: i64) -> String {
+    if ms <= 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +167,24 @@ mod tests {
             Duration::from_millis(1)
         );
         assert!(scale_query("rate(x[5m]", 2.0).is_err());
+    }
+
+    #[test]
+    fn rule_files_for_prometheus_carry_every_scaled_duration() {
+        let rf = crate::rules::rulefile::RuleFile::parse(
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[5m]) > 1\n    for: 10m\n    keep_firing_for: 1m\n- name: h\n  interval: 1m\n  rules:\n  - record: r\n    expr: sum(rate(x[30m]))\n",
+        )
+        .unwrap();
+        let out = scale_rule_file(&rf, 40.0, 375).unwrap();
+        let (g, h) = (&out.groups[0], &out.groups[1]);
+        assert_eq!(g.interval.as_deref(), Some("375ms"));
+        assert_eq!(g.rules[0].expr, "rate(x[7s500ms]) > 1");
+        assert_eq!(g.rules[0].for_.as_deref(), Some("15s"));
+        assert_eq!(g.rules[0].keep_firing_for.as_deref(), Some("1s500ms"));
+        assert_eq!(h.interval.as_deref(), Some("1s500ms"));
+        assert_eq!(h.rules[0].expr, "sum(rate(x[45s]))");
+        assert_eq!(prom_duration(120_000), "2m");
+        assert_eq!(prom_duration(0), "0s");
+        assert_eq!(prom_duration(90_500), "1m30s500ms");
     }
 }

@@ -29,6 +29,50 @@ pub struct Rules {
     /// SLO's SLI, error budget and burn rates over the run go into the record.
     #[serde(default)]
     pub slos: Option<PathBuf>,
+    /// Which engine evaluates the rules: `builtin` (the embedded one), `prometheus` (Debian's
+    /// binary on 127.0.0.1 scraping the target; its alert states judge), or `both` (the embedded
+    /// engine judges, Prometheus runs beside it, and every alert must fire and resolve under both
+    /// within one evaluation interval of each other).
+    #[serde(default)]
+    pub engine: RuleEngine,
+    /// With `engine: prometheus` or `both`: run Alertmanager with a webhook receiver in the
+    /// harness; every alert that fires must be delivered.
+    #[serde(default)]
+    pub alertmanager: bool,
+}
+
+/// Which engine evaluates a drill's rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEngine {
+    /// The embedded PromQL engine.
+    #[default]
+    Builtin,
+    /// A real Prometheus.
+    Prometheus,
+    /// Both, compared.
+    Both,
+}
+
+impl RuleEngine {
+    /// `builtin`, `prometheus` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleEngine::Builtin => "builtin",
+            RuleEngine::Prometheus => "prometheus",
+            RuleEngine::Both => "both",
+        }
+    }
+
+    /// Whether the embedded engine runs.
+    pub fn builtin(self) -> bool {
+        self != RuleEngine::Prometheus
+    }
+
+    /// Whether a real Prometheus runs.
+    pub fn prometheus(self) -> bool {
+        self != RuleEngine::Builtin
+    }
 }
 
 fn default_interval() -> Dur {
@@ -134,6 +178,13 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
         }
         if r.interval.0.is_zero() {
             return Err(("rules.interval".into(), "must be longer than zero".into()));
+        }
+        if r.alertmanager && !r.engine.prometheus() {
+            return Err((
+                "rules.alertmanager".into(),
+                "Alertmanager receives from a real Prometheus: set engine: prometheus or both"
+                    .into(),
+            ));
         }
     } else if !s.expect.is_empty() {
         return Err((

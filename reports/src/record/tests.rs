@@ -147,6 +147,13 @@ fn sample_record() -> RunRecord {
             time_scale: 20.0,
             interval_s: 0.75,
             errors: vec![],
+            engine: "both".into(),
+            prometheus_alerts: vec![],
+            notifications: vec![Notification {
+                t_s: 2.0,
+                status: "firing".into(),
+                labels: BTreeMap::from([("alertname".into(), "VRAMPressure".into())]),
+            }],
         }),
         alerts: vec![AlertRecord {
             name: "VRAMPressure".into(),
