@@ -116,7 +116,22 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     }
     let slo_spec = match scenario.rules.as_ref().and_then(|r| r.slos.as_ref()) {
         Some(f) => match crate::slo::SloFile::load(&base.join(f)) {
-            Ok(spec) => Some(spec),
+            Ok(spec) => {
+                let unknown = scenario.expect.iter().enumerate().find_map(|(i, e)| {
+                    let name = e.slo.as_ref()?;
+                    (!spec.slos.iter().any(|s| &s.name == name)).then(|| {
+                        format!(
+                            "{}: expect[{i}].slo: no SLO named {name:?} in {}",
+                            path.display(),
+                            f.display()
+                        )
+                    })
+                });
+                if let Some(e) = unknown {
+                    return RunOutcome::failed(exit::BAD_INPUT, e, None);
+                }
+                Some(spec)
+            }
             Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e, None),
         },
         None => None,
@@ -243,7 +258,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     let server_exit = target.stop(Duration::from_secs(60)).await;
     let (recorder, store, mut events, end, stopped, fault_outcome, rules_outcome, prom_outcome) =
         result;
-    let (rules_info, alerts, expectations) = match &rules_outcome {
+    let (rules_info, alerts, mut expectations) = match &rules_outcome {
         Some((rs, evs)) => {
             let st = store.lock().expect("store lock");
             let (prom_events, prom_errors) = &prom_outcome;
@@ -307,6 +322,14 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         }
         None => Vec::new(),
     };
+    for e in &scenario.expect {
+        if let (Some(name), Some(b)) = (&e.slo, e.budget_remaining) {
+            let rec = slos
+                .iter()
+                .find(|r: &&reports::record::SloRecord| &r.name == name);
+            expectations.push(crate::slo::measure::judge_budget(name, b.at_least, rec));
+        }
+    }
     for a in &alerts {
         for t in &a.transitions {
             if t.state != "pending" {
@@ -920,6 +943,9 @@ fn judge_alerts(
     let end_s = end.as_secs_f64();
     let mut resolved = Vec::new();
     for e in &s.expect {
+        let Some((alert, labels)) = e.alert_target() else {
+            continue;
+        };
         let label = |w: &crate::scenario::When| {
             let base = w.after.clone().unwrap_or_else(|| "the start".into());
             match w.at {
@@ -963,8 +989,8 @@ fn judge_alerts(
         }
         for check in checks {
             resolved.push(Resolved {
-                alert: e.alert.clone(),
-                labels: e.labels.clone(),
+                alert: alert.clone(),
+                labels: labels.clone(),
                 check,
             });
         }
@@ -1058,9 +1084,14 @@ pub fn console_summary(r: &RunRecord) -> String {
     for e in &r.expectations {
         let _ = writeln!(
             out,
-            "  [{}] alert {} {}: {}",
+            "  [{}] {} {}: {}",
             if e.passed { "ok" } else { "FAILED" },
-            e.alert,
+            // SLO verdicts are named `SLO name`; the rest are alerts.
+            if e.alert.starts_with("SLO ") {
+                e.alert.clone()
+            } else {
+                format!("alert {}", e.alert)
+            },
             e.description,
             e.detail
         );

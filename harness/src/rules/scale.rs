@@ -110,21 +110,9 @@ pub fn scale_rule_file(
     Ok(out)
 }
 
-/// Milliseconds as a Prometheus duration (`375ms`, `15s`, `1m30s`): units from hours down, so
-/// nothing is rounded.
+/// Milliseconds as a Prometheus duration (`375ms`, `15s`, `2m`), nothing rounded.
 pub fn prom_duration(ms: i64) -> String {
-    if ms <= 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = ms;
-    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
+    crate::slo::rules::promql_duration(Duration::from_millis(ms.max(0) as u64))
 }
 
 #[cfg(test)]
@@ -180,11 +168,10 @@ mod tests {
         assert_eq!(g.interval.as_deref(), Some("375ms"));
         assert_eq!(g.rules[0].expr, "rate(x[7s500ms]) > 1");
         assert_eq!(g.rules[0].for_.as_deref(), Some("15s"));
-        assert_eq!(g.rules[0].keep_firing_for.as_deref(), Some("1s500ms"));
-        assert_eq!(h.interval.as_deref(), Some("1s500ms"));
+        assert_eq!(g.rules[0].keep_firing_for.as_deref(), Some("1500ms"));
+        assert_eq!(h.interval.as_deref(), Some("1500ms"));
         assert_eq!(h.rules[0].expr, "sum(rate(x[45s]))");
         assert_eq!(prom_duration(120_000), "2m");
-        assert_eq!(prom_duration(0), "0s");
-        assert_eq!(prom_duration(90_500), "1m30s500ms");
+        assert_eq!(prom_duration(90_500), "90500ms");
     }
 }

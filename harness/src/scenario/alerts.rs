@@ -100,12 +100,26 @@ pub struct When {
 }
 
 /// What one alert must do; give one or more of `fires`, `resolves`, `pending_at`, `firing_at`,
-/// or `never: true`.
+/// or `never: true`. Or, with `slo` instead of `alert`, what an SLO's error budget must do:
+/// `budget_remaining: {at_least: 0.5}`, and/or its burn-rate alert (`burn_alert: page`) with the
+/// same timing fields as an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
-    /// The alert's name.
+    /// The alert's name (or give `slo`).
+    #[serde(default)]
     pub alert: String,
+    /// An SLO of the `rules.slos` spec, by name.
+    #[serde(default)]
+    pub slo: Option<String>,
+    /// The SLO's error budget left at the end of the run (the run taken as the SLO's window):
+    /// at least this fraction of it, in [0, 1].
+    #[serde(default)]
+    pub budget_remaining: Option<AtLeast>,
+    /// The SLO's generated burn-rate alert (`SLOBurnRatePage` or `SLOBurnRateTicket` with its
+    /// `slo` label), judged by `fires`, `resolves`, `pending_at`, `firing_at` or `never`.
+    #[serde(default)]
+    pub burn_alert: Option<BurnSeverity>,
     /// Only alerts with these labels count (`{severity: page}`).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -124,6 +138,43 @@ pub struct Expectation {
     /// It never fires during the run.
     #[serde(default)]
     pub never: bool,
+}
+
+/// A lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AtLeast {
+    /// The least value that passes.
+    pub at_least: f64,
+}
+
+/// Which of an SLO's burn-rate alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnSeverity {
+    /// `SLOBurnRatePage`: the fast windows (1h/5m at 14.4x, 6h/30m at 6x).
+    Page,
+    /// `SLOBurnRateTicket`: the slow window (3d/6h at 1x).
+    Ticket,
+}
+
+impl Expectation {
+    /// The alert this expectation judges and the labels it must carry: `alert` and `labels`,
+    /// or an SLO's burn-rate alert (`SLOBurnRatePage{slo="NAME"}`); `None` for a budget-only
+    /// expectation.
+    pub fn alert_target(&self) -> Option<(String, std::collections::BTreeMap<String, String>)> {
+        if !self.alert.is_empty() {
+            return Some((self.alert.clone(), self.labels.clone()));
+        }
+        let (slo, sev) = (self.slo.as_ref()?, self.burn_alert?);
+        let mut labels = self.labels.clone();
+        labels.insert("slo".into(), slo.clone());
+        let name = match sev {
+            BurnSeverity::Page => "SLOBurnRatePage",
+            BurnSeverity::Ticket => "SLOBurnRateTicket",
+        };
+        Some((name.into(), labels))
+    }
 }
 
 /// Resolves `after` + `at` to a time from the run's start; `Err` names what is unknown.
@@ -194,13 +245,65 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
     }
     for (i, e) in s.expect.iter().enumerate() {
         let f = |n: &str| format!("expect[{i}].{n}");
-        if e.alert.trim().is_empty() {
-            return Err((f("alert"), "must not be empty".into()));
-        }
         let any = e.fires.is_some()
             || e.resolves.is_some()
             || e.pending_at.is_some()
             || e.firing_at.is_some();
+        match (&e.slo, e.alert.trim().is_empty()) {
+            (Some(_), false) => {
+                return Err((
+                    f("slo"),
+                    "give `alert` or `slo`, not both (an SLO's alerts: burn_alert)".into(),
+                ))
+            }
+            (None, true) => {
+                return Err((
+                    f("alert"),
+                    "name the alert (or give `slo` for an error budget)".into(),
+                ))
+            }
+            (Some(slo), true) => {
+                if s.rules.as_ref().is_none_or(|r| r.slos.is_none()) {
+                    return Err((
+                        f("slo"),
+                        format!("{slo:?}: SLO expectations need `rules.slos`, the SLO spec"),
+                    ));
+                }
+                if let Some(b) = e.budget_remaining {
+                    if !(0.0..=1.0).contains(&b.at_least) {
+                        return Err((
+                            f("budget_remaining.at_least"),
+                            format!("a fraction of the budget in [0, 1], got {}", b.at_least),
+                        ));
+                    }
+                }
+                match (e.budget_remaining.is_some(), e.burn_alert.is_some()) {
+                    (false, false) => {
+                        return Err((
+                            format!("expect[{i}]"),
+                            "an SLO expectation needs budget_remaining or burn_alert".into(),
+                        ))
+                    }
+                    (true, false) if any || e.never => {
+                        return Err((
+                            f("burn_alert"),
+                            "timing (fires, resolves, ...) applies to an alert: add burn_alert: page or ticket".into(),
+                        ))
+                    }
+                    (true, false) => continue,
+                    _ => {}
+                }
+            }
+            (None, false) => {
+                if e.budget_remaining.is_some() || e.burn_alert.is_some() {
+                    return Err((
+                        f("slo"),
+                        "budget_remaining and burn_alert belong to an SLO: name it with `slo`"
+                            .into(),
+                    ));
+                }
+            }
+        }
         if e.never && any {
             return Err((
                 f("never"),

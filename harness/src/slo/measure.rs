@@ -7,7 +7,7 @@ use super::rules::promql_duration;
 use super::spec::Slo;
 use crate::rules::{Engine, Value};
 use crate::scrape::SeriesStore;
-use reports::record::{BurnRecord, SloRecord};
+use reports::record::{BurnRecord, ExpectationVerdict, SloRecord};
 use std::time::Duration;
 
 fn scalar_at(engine: &Engine, store: &SeriesStore, q: &str, t: i64) -> Option<f64> {
@@ -89,6 +89,33 @@ pub fn measure(
     }
 }
 
+/// Judges `budget_remaining: {at_least}` for the SLO `name` against its measurement (`None`:
+/// the spec has no such SLO).
+pub fn judge_budget(name: &str, at_least: f64, rec: Option<&SloRecord>) -> ExpectationVerdict {
+    let (passed, detail) = match rec.map(|r| (r.budget_remaining, r.total)) {
+        None => (false, format!("no SLO named {name:?} in the spec")),
+        Some((None, total)) => (
+            false,
+            format!("no budget to judge: {total} events over the run"),
+        ),
+        Some((Some(left), _)) => (
+            left >= at_least - 1e-12,
+            format!("{:.1}% of the budget left", left * 100.0),
+        ),
+    };
+    ExpectationVerdict {
+        alert: format!("SLO {name}"),
+        description: format!(
+            "keeps at least {:.1}% of its error budget",
+            at_least * 100.0
+        ),
+        passed,
+        detail,
+        latency_s: None,
+        explanation: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +163,36 @@ mod tests {
         assert_eq!(six.long_s, 6.0);
         let worst = six.max_long.unwrap();
         assert!(worst > 10.0 && worst < 25.0, "{six:?}");
+    }
+
+    #[test]
+    fn a_budget_expectation_compares_the_remaining_share_by_hand() {
+        // 99.5% objective: budget 0.5% of events. 2 bad of 1000 is 0.2%: 40% spent, 60% left.
+        let r = report(998.0, 1000.0, 0.005);
+        let rec = SloRecord {
+            name: "availability".into(),
+            objective: 99.5,
+            good: r.good,
+            total: r.total,
+            sli: r.sli,
+            budget_consumed: r.budget_consumed,
+            budget_remaining: r.budget_remaining,
+            burn: Vec::new(),
+        };
+        assert!((rec.budget_remaining.unwrap() - 0.6).abs() < 1e-9);
+        let v = judge_budget("availability", 0.6, Some(&rec));
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.detail, "60.0% of the budget left");
+        assert!(!judge_budget("availability", 0.61, Some(&rec)).passed);
+        let none = SloRecord {
+            total: 0.0,
+            sli: None,
+            budget_consumed: None,
+            budget_remaining: None,
+            ..rec.clone()
+        };
+        assert!(!judge_budget("availability", 0.0, Some(&none)).passed);
+        let v = judge_budget("latency", 0.5, None);
+        assert!(!v.passed && v.detail.contains("no SLO named"), "{v:?}");
     }
 }
