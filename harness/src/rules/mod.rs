@@ -24,9 +24,13 @@ pub mod template;
 pub mod unittest;
 pub mod value;
 
-pub use value::{QueryError, QueryErrorKind, RangeSeries, Sample, Value};
+pub use value::{
+    Annotated, Annotation, AnnotationKind, Position, QueryError, QueryErrorKind, RangeSeries,
+    Sample, Value,
+};
 
 use crate::scrape::{Labels, SeriesStore};
+use eval::annotate::Notes;
 use eval::{Evaluator, Val};
 use promql_parser::parser::Expr;
 use std::collections::BTreeMap;
@@ -80,7 +84,35 @@ impl Engine {
         expr: &Expr,
         t_ms: i64,
     ) -> Result<Value, QueryError> {
-        let ev = Evaluator::new(store, self.lookback_delta_ms, t_ms, t_ms, 0);
+        self.instant_eval(store, expr, t_ms, None)
+    }
+
+    /// Evaluates `query` at `t_ms`, with the annotations (warnings and infos) Prometheus would
+    /// attach to the result, each pointing into `query` as Prometheus' API renders it.
+    pub fn instant_query_with_annotations(
+        &self,
+        store: &SeriesStore,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<Annotated, QueryError> {
+        let expr = parse(query)?;
+        let notes = Notes::new();
+        let value = self.instant_eval(store, &expr, t_ms, Some(&notes))?;
+        Ok(Annotated {
+            value,
+            annotations: notes.finish(&expr, Some(query)),
+        })
+    }
+
+    fn instant_eval(
+        &self,
+        store: &SeriesStore,
+        expr: &Expr,
+        t_ms: i64,
+        notes: Option<&Notes>,
+    ) -> Result<Value, QueryError> {
+        let mut ev = Evaluator::new(store, self.lookback_delta_ms, t_ms, t_ms, 0);
+        ev.notes = notes;
         Ok(match ev.eval(expr, t_ms)? {
             Val::Scalar(v) => Value::Scalar { t: t_ms, v },
             Val::Str(s) => Value::String { t: t_ms, s },
@@ -111,6 +143,37 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Value, QueryError> {
+        self.range_eval(store, expr, start_ms, end_ms, step_ms, None)
+    }
+
+    /// [`Engine::range_query`] with the annotations, as
+    /// [`Engine::instant_query_with_annotations`] gives them.
+    pub fn range_query_with_annotations(
+        &self,
+        store: &SeriesStore,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Annotated, QueryError> {
+        let expr = parse(query)?;
+        let notes = Notes::new();
+        let value = self.range_eval(store, &expr, start_ms, end_ms, step_ms, Some(&notes))?;
+        Ok(Annotated {
+            value,
+            annotations: notes.finish(&expr, Some(query)),
+        })
+    }
+
+    fn range_eval(
+        &self,
+        store: &SeriesStore,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        notes: Option<&Notes>,
+    ) -> Result<Value, QueryError> {
         if step_ms <= 0 {
             return Err(QueryError::exec(
                 "zero or negative query resolution step widths are not accepted",
@@ -127,7 +190,8 @@ impl Engine {
                 "exceeded maximum resolution of {MAX_RANGE_STEPS} points per timeseries. Try decreasing the query resolution (?step=XX)"
             )));
         }
-        let ev = Evaluator::new(store, self.lookback_delta_ms, start_ms, end_ms, step_ms);
+        let mut ev = Evaluator::new(store, self.lookback_delta_ms, start_ms, end_ms, step_ms);
+        ev.notes = notes;
         let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut t = start_ms;
         while t <= end_ms {

@@ -92,3 +92,78 @@ impl fmt::Display for QueryError {
 }
 
 impl std::error::Error for QueryError {}
+
+/// Whether an annotation warns or only informs, as Prometheus splits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnnotationKind {
+    /// `PromQL warning`: the result may not be what was meant (an invalid quantile, a sort
+    /// that a range query undoes, a bucket without a usable `le`).
+    Warning,
+    /// `PromQL info`: a hint (a rate over a metric whose name does not say counter).
+    Info,
+}
+
+impl AnnotationKind {
+    /// Prometheus' prefix of the kind: `PromQL warning` or `PromQL info`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            AnnotationKind::Warning => "PromQL warning",
+            AnnotationKind::Info => "PromQL info",
+        }
+    }
+}
+
+/// Where in the query text an annotation points: the start of the expression it is about,
+/// as Prometheus' `PositionRange.StartPosInput` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in bytes from the start of the line.
+    pub column: usize,
+}
+
+impl fmt::Display for Position {
+    /// `line:column`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A warning or info raised while a query was evaluated (Prometheus' annotations): the query
+/// still answered, but something about it deserves a look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// Warning or info.
+    pub kind: AnnotationKind,
+    /// Prometheus' text after the kind's prefix, without position, e.g. `quantile value
+    /// should be between 0 and 1, got 2`.
+    pub message: String,
+    /// What Prometheus appends before the position when it renders one (the statistics of
+    /// `histogram_quantile`'s monotonicity fix); empty for the others.
+    pub detail: String,
+    /// Where the expression it is about starts, when the query text is known.
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for Annotation {
+    /// As Prometheus' API renders it: `PromQL warning: message (line:col)`; without a known
+    /// position, the bare `PromQL warning: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.prefix(), self.message)?;
+        if let Some(p) = self.position {
+            write!(f, "{} ({p})", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// A query's result with the annotations its evaluation raised (deduplicated, in the order
+/// each was first raised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotated {
+    /// The result.
+    pub value: Value,
+    /// Warnings and infos.
+    pub annotations: Vec<Annotation>,
+}

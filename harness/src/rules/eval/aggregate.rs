@@ -1,8 +1,9 @@
 //! Aggregation operators with `by`/`without` and their parameters.
 
+use super::annotate::{self, Anchor};
 use super::{check_unique_labels, Evaluator, Val};
 use crate::rules::functions::math::{format_float, kahan_sum_inc, quantile};
-use crate::rules::value::{QueryError, Sample};
+use crate::rules::value::{AnnotationKind, QueryError, Sample};
 use crate::scrape::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::{
     TokenId, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX,
@@ -89,7 +90,13 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, QueryE
             if r.is_nan() {
                 return Err(QueryError::exec("Ratio value is NaN"));
             }
-            let r = r.clamp(-1.0, 1.0);
+            let capped = r.clamp(-1.0, 1.0);
+            if capped != r {
+                ev.note(AnnotationKind::Warning, Anchor::param(a), || {
+                    annotate::invalid_ratio(r, capped)
+                });
+            }
+            let r = capped;
             for s in input {
                 let offset = ratio_offset(&s.labels);
                 if (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r) {
@@ -135,6 +142,12 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, QueryE
         _ => {}
     }
     let q = if op == T_QUANTILE { param(ev)? } else { 0.0 };
+    // Prometheus warns whatever the input, even an empty one.
+    if op == T_QUANTILE && annotate::is_invalid_quantile(q) {
+        ev.note(AnnotationKind::Warning, Anchor::param(a), || {
+            annotate::invalid_quantile(q)
+        });
+    }
     let input = ev.eval_vector(&a.expr, t)?;
     for (labels, members) in groups(input, &a.modifier) {
         let values: Vec<f64> = members.iter().map(|s| s.v).collect();

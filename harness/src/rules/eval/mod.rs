@@ -1,12 +1,14 @@
 //! Evaluation of a parsed expression at one timestamp.
 
 pub mod aggregate;
+pub mod annotate;
 pub mod binary;
 pub mod selector;
 pub mod subquery;
 
-use super::value::{QueryError, RangeSeries, Sample};
+use super::value::{AnnotationKind, QueryError, RangeSeries, Sample};
 use crate::scrape::{Labels, SeriesStore};
+use annotate::{Anchor, MonotonicityFix, Notes};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 use std::collections::HashSet;
@@ -45,7 +47,8 @@ impl MatrixArg {
 }
 
 /// Evaluates expressions over a store; `start`/`end` are the query's bounds, which
-/// `@ start()` and `@ end()` refer to.
+/// `@ start()` and `@ end()` refer to. With `notes`, the annotations Prometheus would attach
+/// to the result are collected there as a side channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Evaluator<'a> {
     /// The data.
@@ -58,6 +61,9 @@ pub struct Evaluator<'a> {
     pub end: i64,
     /// The query's step, ms (0 for an instant query).
     pub step: i64,
+    /// Where annotations go; `None` when the caller does not want them, and then raising one
+    /// costs nothing.
+    pub notes: Option<&'a Notes>,
 }
 
 /// The default step of a subquery without one (Prometheus uses the global evaluation interval).
@@ -131,6 +137,32 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             step,
+            notes: None,
+        }
+    }
+
+    /// The same evaluator, collecting annotations into `notes`.
+    pub fn with_notes(self, notes: &'a Notes) -> Evaluator<'a> {
+        Evaluator {
+            notes: Some(notes),
+            ..self
+        }
+    }
+
+    /// Raises an annotation about the `anchor`ed expression; `message` is only built when
+    /// annotations are collected.
+    pub fn note(&self, kind: AnnotationKind, anchor: Anchor, message: impl FnOnce() -> String) {
+        if let Some(n) = self.notes {
+            n.add(kind, anchor, message());
+        }
+    }
+
+    /// Raises `histogram_quantile`'s monotonicity info for one histogram fixed at `t` (ms).
+    pub fn note_forced_monotonicity(&self, anchor: Anchor, t: i64, fix: MonotonicityFix) {
+        if let Some(n) = self.notes {
+            // The metric name is gone by then: Prometheus names it only with delayed name
+            // removal, which this engine does not do.
+            n.add_forced_monotonicity(anchor, "", t, fix);
         }
     }
 

@@ -1,8 +1,19 @@
 //! `histogram_quantile` over classic (`le`-labelled) buckets, as Prometheus' `quantile.go`.
 
+use crate::rules::eval::annotate::MonotonicityFix;
 use crate::rules::value::Sample;
 use crate::scrape::{Labels, METRIC_NAME_LABEL};
 use std::collections::HashMap;
+
+/// What Prometheus annotates about classic-histogram input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    /// `(metric name, le)` of each sample whose `le` is missing or not a number (left out of
+    /// the result).
+    pub bad_buckets: Vec<(String, String)>,
+    /// Each histogram whose bucket counts decreased somewhere and had to be raised.
+    pub forced: Vec<MonotonicityFix>,
+}
 
 /// Relative difference below which adjacent bucket counts are treated as equal.
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
@@ -37,14 +48,20 @@ pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 /// in; the lowest bucket interpolates from 0 (if its bound is positive); a rank in the `+Inf`
 /// bucket gives the second-highest bound. NaN without a `+Inf` bucket or observations.
 pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    bucket_quantile_fixed(q, buckets).0
+}
+
+/// [`bucket_quantile`], and where it had to force the counts to be monotonic (Prometheus'
+/// `BucketQuantile` reports it for the `histogram_quantile` info annotation).
+pub fn bucket_quantile_fixed(q: f64, buckets: &mut Vec<Bucket>) -> (f64, Option<MonotonicityFix>) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, None);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, None);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, None);
     }
     buckets.sort_by(|a, b| {
         a.upper_bound
@@ -53,25 +70,25 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
     });
     match buckets.last() {
         Some(b) if b.upper_bound == f64::INFINITY => {}
-        _ => return f64::NAN,
+        _ => return (f64::NAN, None),
     }
     coalesce(buckets);
-    ensure_monotonic(buckets);
+    let fix = ensure_monotonic(buckets);
     if buckets.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, fix);
     }
     let observations = buckets[buckets.len() - 1].count;
     if observations == 0.0 {
-        return f64::NAN;
+        return (f64::NAN, fix);
     }
     let mut rank = q * observations;
     // The first bucket (the +Inf one excluded) whose count reaches the rank.
     let b = buckets[..buckets.len() - 1].partition_point(|x| x.count < rank);
     if b == buckets.len() - 1 {
-        return buckets[buckets.len() - 2].upper_bound;
+        return (buckets[buckets.len() - 2].upper_bound, fix);
     }
     if b == 0 && buckets[0].upper_bound <= 0.0 {
-        return buckets[0].upper_bound;
+        return (buckets[0].upper_bound, fix);
     }
     let mut start = 0.0;
     let end = buckets[b].upper_bound;
@@ -81,7 +98,7 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
         count -= buckets[b - 1].count;
         rank -= buckets[b - 1].count;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), fix)
 }
 
 /// Merges buckets with the same bound (sorted input), adding their counts.
@@ -96,34 +113,63 @@ fn coalesce(buckets: &mut Vec<Bucket>) {
     *buckets = out;
 }
 
-/// Forces counts to be non-decreasing, and silences floating-point noise between neighbours.
-fn ensure_monotonic(buckets: &mut [Bucket]) {
-    let Some(first) = buckets.first() else {
-        return;
-    };
+/// Forces counts to be non-decreasing, and silences floating-point noise between neighbours;
+/// reports where a real decrease was raised (noise is fixed silently, as in Prometheus).
+fn ensure_monotonic(buckets: &mut [Bucket]) -> Option<MonotonicityFix> {
+    let first = buckets.first()?;
     let mut prev = first.count;
+    let mut fix: Option<MonotonicityFix> = None;
     for b in buckets.iter_mut().skip(1) {
         let curr = b.count;
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, SMALL_DELTA_TOLERANCE) || curr < prev {
+        if almost_equal(prev, curr, SMALL_DELTA_TOLERANCE) {
             b.count = prev;
+            continue;
+        }
+        if curr < prev {
+            b.count = prev;
+            let f = fix.get_or_insert(MonotonicityFix {
+                min_bucket: b.upper_bound,
+                max_bucket: b.upper_bound,
+                max_diff: 0.0,
+            });
+            f.min_bucket = f.min_bucket.min(b.upper_bound);
+            f.max_bucket = f.max_bucket.max(b.upper_bound);
+            f.max_diff = f.max_diff.max(prev - curr);
             continue;
         }
         prev = curr;
     }
+    fix
 }
 
 /// `histogram_quantile(q, v)`: the buckets of each series (grouped by labels without `le`),
-/// reported with `le` and the metric name removed. Samples without a parseable `le` are ignored.
-pub fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
-    bucket_groups(v)
-        .into_iter()
-        .map(|(labels, mut buckets)| Sample {
-            labels,
-            t,
-            v: bucket_quantile(q, &mut buckets),
+/// reported with `le` and the metric name removed. Samples without a parseable `le` are
+/// ignored; they and any monotonicity fix are added to `findings`.
+pub fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64, findings: &mut Findings) -> Vec<Sample> {
+    quantile_of_groups(q, &bucket_groups(v, findings), t, findings)
+}
+
+/// The `q`-quantile of each histogram of [`bucket_groups`]; monotonicity fixes go to
+/// `findings`.
+pub fn quantile_of_groups(
+    q: f64,
+    groups: &[(Labels, Vec<Bucket>)],
+    t: i64,
+    findings: &mut Findings,
+) -> Vec<Sample> {
+    groups
+        .iter()
+        .map(|(labels, buckets)| {
+            let (v, fix) = bucket_quantile_fixed(q, &mut buckets.clone());
+            findings.forced.extend(fix);
+            Sample {
+                labels: labels.clone(),
+                t,
+                v,
+            }
         })
         .collect()
 }
@@ -205,12 +251,17 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64
 }
 
 /// Buckets grouped per histogram (labels without `le`), with the output labels (no `le`, no
-/// metric name). Samples without a parseable `le` are ignored.
-fn bucket_groups(v: Vec<Sample>) -> Vec<(Labels, Vec<Bucket>)> {
+/// metric name). Samples without a parseable `le` are left out and listed in `findings`.
+pub fn bucket_groups(v: Vec<Sample>, findings: &mut Findings) -> Vec<(Labels, Vec<Bucket>)> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     for s in v {
-        let Some(upper_bound) = s.labels.get("le").and_then(parse_go_float) else {
+        let le = s.labels.get("le");
+        let Some(upper_bound) = le.and_then(parse_go_float) else {
+            findings.bad_buckets.push((
+                s.labels.get(METRIC_NAME_LABEL).unwrap_or("").to_string(),
+                le.unwrap_or("").to_string(),
+            ));
             continue;
         };
         let mut key = s.labels.clone();
@@ -233,9 +284,16 @@ fn bucket_groups(v: Vec<Sample>) -> Vec<(Labels, Vec<Bucket>)> {
     groups
 }
 
-/// `histogram_fraction(lower, upper, v)` over classic buckets.
-pub fn histogram_fraction(lower: f64, upper: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
-    bucket_groups(v)
+/// `histogram_fraction(lower, upper, v)` over classic buckets; samples without a usable `le`
+/// are listed in `findings`.
+pub fn histogram_fraction(
+    lower: f64,
+    upper: f64,
+    v: Vec<Sample>,
+    t: i64,
+    findings: &mut Findings,
+) -> Vec<Sample> {
+    bucket_groups(v, findings)
         .into_iter()
         .map(|(labels, mut buckets)| Sample {
             labels,
@@ -316,6 +374,49 @@ mod tests {
         assert!((bucket_fraction(-4.0, -2.0, &mut neg) - 0.02).abs() < 1e-12);
         assert_eq!(format_quantile_label(0.0), "0.0");
         assert_eq!(format_quantile_label(0.25), "0.25");
+    }
+
+    #[test]
+    fn findings_report_bad_buckets_and_monotonicity_fixes() {
+        let sample = |le: Option<&str>, v: f64| {
+            let mut labels = Labels::new([("__name__", "x_bucket"), ("job", "a")]);
+            if let Some(le) = le {
+                labels.set("le", le);
+            }
+            Sample { labels, t: 0, v }
+        };
+        let mut f = Findings::default();
+        let v = vec![
+            sample(Some("1"), 5.0),
+            sample(Some("2"), 3.0),
+            sample(Some("4"), 2.0),
+            sample(Some("+Inf"), 10.0),
+            sample(Some("x"), 1.0),
+            sample(None, 1.0),
+        ];
+        let out = histogram_quantile(0.5, v, 0, &mut f);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            f.bad_buckets,
+            vec![
+                ("x_bucket".to_string(), "x".to_string()),
+                ("x_bucket".to_string(), String::new())
+            ]
+        );
+        // 3 and 2 raised to 5: buckets 2 to 4, by at most 3.
+        assert_eq!(
+            f.forced,
+            vec![MonotonicityFix {
+                min_bucket: 2.0,
+                max_bucket: 4.0,
+                max_diff: 3.0
+            }]
+        );
+        // Floating-point noise is fixed silently; an invalid quantile never gets that far.
+        let mut noise = vec![b(1.0, 5.0), b(2.0, 5.0 - 1e-14), b(f64::INFINITY, 6.0)];
+        assert_eq!(bucket_quantile_fixed(0.5, &mut noise).1, None);
+        let mut bs = vec![b(1.0, 5.0), b(2.0, 3.0), b(f64::INFINITY, 10.0)];
+        assert_eq!(bucket_quantile_fixed(2.0, &mut bs).1, None);
     }
 
     #[test]

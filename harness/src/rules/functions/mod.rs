@@ -9,8 +9,9 @@ pub mod over_time;
 pub mod rate;
 pub mod time;
 
+use crate::rules::eval::annotate::{self, Anchor};
 use crate::rules::eval::{selector, Evaluator, MatrixArg, Val};
-use crate::rules::value::{QueryError, Sample};
+use crate::rules::value::{AnnotationKind, QueryError, Sample};
 use crate::scrape::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::{Call, Expr};
 
@@ -40,6 +41,51 @@ fn per_series(
         }
     }
     Ok(Val::Vector(out))
+}
+
+/// Prometheus' info for `rate`/`increase` over a series whose name does not say counter, for
+/// each series the function gives a value for (two points or more, as
+/// [`rate::extrapolated_rate`] needs).
+fn note_possible_non_counters(ev: &Evaluator<'_>, c: &Call, m: &MatrixArg) {
+    if ev.notes.is_none() {
+        return;
+    }
+    for s in &m.series {
+        let name = s.labels.get(METRIC_NAME_LABEL).unwrap_or("");
+        if s.points.len() >= 2 && annotate::may_not_be_counter(name) {
+            ev.note(AnnotationKind::Info, Anchor::arg(c, 0), || {
+                annotate::possible_non_counter(name)
+            });
+        }
+    }
+}
+
+/// The warning for a quantile outside `[0, 1]`, about argument `i` of `c`.
+fn note_invalid_quantile(ev: &Evaluator<'_>, c: &Call, i: usize, q: f64) {
+    if annotate::is_invalid_quantile(q) {
+        ev.note(AnnotationKind::Warning, Anchor::arg(c, i), || {
+            annotate::invalid_quantile(q)
+        });
+    }
+}
+
+/// The annotations of classic-histogram input, about argument `i` of `c` (the buckets).
+fn note_findings(ev: &Evaluator<'_>, c: &Call, i: usize, t: i64, f: histogram::Findings) {
+    for (name, le) in &f.bad_buckets {
+        ev.note(AnnotationKind::Warning, Anchor::arg(c, i), || {
+            annotate::bad_bucket_label(name, le)
+        });
+    }
+    for fix in f.forced {
+        ev.note_forced_monotonicity(Anchor::arg(c, i), t, fix);
+    }
+}
+
+/// Prometheus' warning for a sort in a range query, whose matrix is ordered by labels anyway.
+fn note_sort_in_range_query(ev: &Evaluator<'_>, c: &Call) {
+    ev.note(AnnotationKind::Warning, Anchor::call(c), || {
+        annotate::SORT_IN_RANGE_QUERY.to_string()
+    });
 }
 
 fn unwrap_parens(e: &Expr) -> &Expr {
@@ -145,7 +191,11 @@ pub fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, QueryError> {
         }
         "rate" | "increase" | "delta" => {
             let (counter, is_rate) = (name != "delta", name == "rate");
-            per_series(matrix_arg(0)?, t, false, |p, m| {
+            let m = matrix_arg(0)?;
+            if counter {
+                note_possible_non_counters(ev, c, &m);
+            }
+            per_series(m, t, false, |p, m| {
                 Ok(rate::extrapolated_rate(p, m.start, m.end, counter, is_rate))
             })
         }
@@ -162,7 +212,12 @@ pub fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, QueryError> {
         "resets" => per_series(matrix_arg(0)?, t, false, |p, _| Ok(Some(rate::resets(p)))),
         "quantile_over_time" => {
             let q = scalar_arg(0)?;
-            per_series(matrix_arg(1)?, t, false, |p, _| {
+            let m = matrix_arg(1)?;
+            // Prometheus warns per series with samples: not over an empty range.
+            if !m.series.is_empty() {
+                note_invalid_quantile(ev, c, 0, q);
+            }
+            per_series(m, t, false, |p, _| {
                 let vs: Vec<f64> = p.iter().map(|&(_, v)| v).collect();
                 Ok(Some(math::quantile(q, &vs)))
             })
@@ -198,33 +253,41 @@ pub fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, QueryError> {
         }
         "histogram_quantile" => {
             let q = scalar_arg(0)?;
-            Ok(Val::Vector(histogram::histogram_quantile(
-                q,
-                vector_arg(1)?,
-                t,
-            )))
+            let v = vector_arg(1)?;
+            // Prometheus warns at every step, whatever the input.
+            note_invalid_quantile(ev, c, 0, q);
+            let mut findings = histogram::Findings::default();
+            let out = histogram::histogram_quantile(q, v, t, &mut findings);
+            note_findings(ev, c, 1, t, findings);
+            Ok(Val::Vector(out))
         }
         "histogram_fraction" => {
             let (lower, upper) = (scalar_arg(0)?, scalar_arg(1)?);
-            Ok(Val::Vector(histogram::histogram_fraction(
-                lower,
-                upper,
-                vector_arg(2)?,
-                t,
-            )))
+            let mut findings = histogram::Findings::default();
+            let out = histogram::histogram_fraction(lower, upper, vector_arg(2)?, t, &mut findings);
+            note_findings(ev, c, 2, t, findings);
+            Ok(Val::Vector(out))
         }
         "histogram_quantiles" => {
             let v = vector_arg(0)?;
             let label = string_arg(1)?;
-            let mut out = Vec::new();
+            let mut qs = Vec::with_capacity(args.len().saturating_sub(2));
             for i in 2..args.len() {
                 let q = scalar_arg(i)?;
-                for mut s in histogram::histogram_quantile(q, v.clone(), t) {
+                note_invalid_quantile(ev, c, i, q);
+                qs.push(q);
+            }
+            let mut findings = histogram::Findings::default();
+            let groups = histogram::bucket_groups(v, &mut findings);
+            let mut out = Vec::new();
+            for q in qs {
+                for mut s in histogram::quantile_of_groups(q, &groups, t, &mut findings) {
                     s.labels
                         .set(label.clone(), histogram::format_quantile_label(q));
                     out.push(s);
                 }
             }
+            note_findings(ev, c, 0, t, findings);
             Ok(Val::Vector(out))
         }
         "histogram_avg" | "histogram_count" | "histogram_sum" | "histogram_stddev"
@@ -254,9 +317,19 @@ pub fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val, QueryError> {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Val::Vector(labels::label_join(v, &dst, &sep, &srcs)?))
         }
-        "sort" => Ok(Val::Vector(labels::sort_by_value(vector_arg(0)?, false))),
-        "sort_desc" => Ok(Val::Vector(labels::sort_by_value(vector_arg(0)?, true))),
+        "sort" | "sort_desc" => {
+            if ev.start != ev.end {
+                note_sort_in_range_query(ev, c);
+            }
+            Ok(Val::Vector(labels::sort_by_value(
+                vector_arg(0)?,
+                name == "sort_desc",
+            )))
+        }
         "sort_by_label" | "sort_by_label_desc" => {
+            if ev.start != ev.end {
+                note_sort_in_range_query(ev, c);
+            }
             let v = vector_arg(0)?;
             let names = (1..args.len())
                 .map(string_arg)

@@ -101,7 +101,7 @@ mod tests {
             query: "q".into(),
             status,
             details: vec![why.into()],
-            unchecked_annotations: false,
+            annotation_expectations: 0,
         }
     }
 

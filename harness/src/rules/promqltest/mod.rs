@@ -4,19 +4,25 @@
 //! - [`script`] parses the format (load, clear, eval and its expectations);
 //! - [`series`] the series notation (`0+1x3 _ stale`), durations, numbers, quoted strings;
 //! - [`compare`] compares results as Go's `promqltest` does;
+//! - [`annotations`] checks `expect warn/info/no_warn/no_info` against the engine's
+//!   annotations, as Go does;
 //! - [`baseline`] the gate's list of known failures.
 //!
-//! What runs as in Go: each instant eval is also run as a range query around its time (one
-//! minute either side, one-minute step) and the middle step must match too, unless it is
-//! ordered, expects a range vector or a string, or uses `start()`/`end()`/`range()`/`step()`.
+//! What runs as in Go: annotations are checked on the eval's own query (an instant eval's, or
+//! a range eval's), not on the range-mode re-run nor when the eval expects a failure; each
+//! instant eval is also run as a range query around its time (one minute either side,
+//! one-minute step) and the middle step must match too, unless it is ordered, expects a range
+//! vector or a string, or uses `start()`/`end()`/`range()`/`step()`.
 //!
-//! What does not: the engine reports no annotations, so `expect warn/info/no_warn/no_info`
-//! are not checked (a case's result is still compared); the `@`-modifier re-runs Go adds to
-//! instant evals need an AST rewrite and are not done. Native histograms are out of scope:
-//! an eval is **skipped** when an expected value uses `{{...}}` notation or when its query
-//! names a metric that was loaded with histogram samples (or as a native histogram with custom
-//! buckets by `load_with_nhcb`) since the last `clear`.
+//! What does not: the `@`-modifier re-runs Go adds to instant evals need an AST rewrite and
+//! are not done. Native histograms are out of scope (they are not loaded): an eval is
+//! **skipped** when an expected value uses `{{...}}` notation, or when its query names a
+//! metric that was loaded with histogram samples (or as a native histogram with custom buckets
+//! by `load_with_nhcb`) since the last `clear`, or selects such a series by its labels. So the
+//! annotations only native histograms raise (mixed floats and histograms, ignored histograms,
+//! counter/gauge histogram hints, custom buckets) are never expected of the engine.
 
+pub mod annotations;
 pub mod baseline;
 pub mod compare;
 pub mod script;
@@ -25,8 +31,10 @@ pub mod series;
 pub use compare::{almost_equal, compare, Frame, Got};
 pub use script::{parse_script, Command, Eval, EvalKind, MsgMatch, Script, ScriptError};
 
-use super::{Engine, QueryError, Value};
-use crate::scrape::{SeriesStore, METRIC_NAME_LABEL};
+use super::eval::{selector, Evaluator};
+use super::{parse, Annotated, Engine, QueryError, Value};
+use crate::scrape::{Labels, SeriesStore, METRIC_NAME_LABEL};
+use promql_parser::parser::{Expr, VectorSelector};
 use regex::Regex;
 use series::SeqValue;
 use std::collections::BTreeSet;
@@ -62,8 +70,9 @@ pub struct CaseResult {
     pub status: Status,
     /// For a failure, what differed; for a skip, why.
     pub details: Vec<String>,
-    /// The case asserts annotations, which are not checked.
-    pub unchecked_annotations: bool,
+    /// How many annotation expectations (`expect warn/info/no_warn/no_info`) were checked:
+    /// none for a skipped case or one that expects the query to fail.
+    pub annotation_expectations: usize,
 }
 
 impl CaseResult {
@@ -255,6 +264,7 @@ pub fn run_script(file: &str, script: &Script, engine: &Engine) -> FileReport {
         engine,
         store: SeriesStore::new(),
         histogram_names: BTreeSet::new(),
+        histogram_series: SeriesStore::new(),
         cases: Vec::new(),
     };
     for cmd in &script.commands {
@@ -262,6 +272,7 @@ pub fn run_script(file: &str, script: &Script, engine: &Engine) -> FileReport {
             Command::Clear { .. } => {
                 runner.store = SeriesStore::new();
                 runner.histogram_names.clear();
+                runner.histogram_series = SeriesStore::new();
             }
             Command::Load(l) => runner.load(l),
             Command::Eval(e) => {
@@ -282,6 +293,9 @@ struct Runner<'a> {
     store: SeriesStore,
     /// Metric names with native-histogram samples since the last clear.
     histogram_names: BTreeSet<String>,
+    /// The series with native-histogram samples since the last clear (one placeholder sample
+    /// each), to find queries that select one by its labels rather than its name.
+    histogram_series: SeriesStore,
     cases: Vec<CaseResult>,
 }
 
@@ -298,11 +312,17 @@ impl Runner<'_> {
             let name = s.labels.metric_name().unwrap_or_default();
             if s.histogram {
                 self.histogram_names.insert(name.to_string());
+                // A series already there keeps its placeholder: the error is expected.
+                let _ = self.histogram_series.append(s.labels.clone(), 0, 0.0);
                 continue;
             }
             if l.with_nhcb {
                 if let Some(base) = histogram_base(name) {
                     self.histogram_names.insert(base.to_string());
+                    let mut native = s.labels.clone();
+                    native.remove("le");
+                    native.set(METRIC_NAME_LABEL, base);
+                    let _ = self.histogram_series.append(native, 0, 0.0);
                 }
             }
             for (i, v) in s.values.iter().enumerate() {
@@ -319,7 +339,7 @@ impl Runner<'_> {
                              (t={})",
                             s.labels, e.last_ms
                         )],
-                        unchecked_annotations: false,
+                        annotation_expectations: 0,
                     });
                     break;
                 }
@@ -334,7 +354,11 @@ impl Runner<'_> {
             query: ev.query.clone(),
             status,
             details,
-            unchecked_annotations: ev.has_annotation_expectations(),
+            annotation_expectations: if status == Status::Skip || ev.fail.is_some() {
+                0
+            } else {
+                ev.annotation_expectations()
+            },
         }
     }
 
@@ -353,9 +377,15 @@ impl Runner<'_> {
                     .iter()
                     .find(|n| name_matchers(&ev.query).iter().any(|m| m(n)))
                     .cloned()
-            })?;
+            });
+        if let Some(hit) = hit {
+            return Some(format!(
+                "native histograms: the query reads {hit:?}, loaded as a native histogram"
+            ));
+        }
+        let hit = selected_series(&self.histogram_series, &ev.query)?;
         Some(format!(
-            "native histograms: the query reads {hit:?}, loaded as a native histogram"
+            "native histograms: the query selects {hit}, loaded as a native histogram"
         ))
     }
 
@@ -370,8 +400,13 @@ impl Runner<'_> {
                 step_ms,
             } => {
                 let res = guarded(|| {
-                    self.engine
-                        .range_query(&self.store, &ev.query, start_ms, end_ms, step_ms)
+                    self.engine.range_query_with_annotations(
+                        &self.store,
+                        &ev.query,
+                        start_ms,
+                        end_ms,
+                        step_ms,
+                    )
                 });
                 let frame = Frame {
                     start: start_ms,
@@ -390,12 +425,12 @@ impl Runner<'_> {
         self.case(ev, status, details)
     }
 
-    /// Checks a result against the failure expectation, then compares it. `Err` from
-    /// `check_outcome` means stop here (with these differences).
+    /// Checks a result against the failure expectation, then its annotations, then compares
+    /// it (Go's order).
     fn check(
         &self,
         ev: &Eval,
-        res: Result<Value, QueryError>,
+        res: Result<Annotated, QueryError>,
         frame: Option<Frame>,
     ) -> Vec<String> {
         match (res, &ev.fail) {
@@ -410,11 +445,15 @@ impl Runner<'_> {
                 }
             }
             (Err(e), None) => vec![format!("query failed ({:?}): {}", e.kind, e.message)],
-            (Ok(v), Some(_)) => vec![format!(
+            (Ok(a), Some(_)) => vec![format!(
                 "expected the query to fail, it returned {}",
-                view(&v).describe()
+                view(&a.value).describe()
             )],
-            (Ok(v), None) => compare(ev, &view(&v), frame),
+            (Ok(a), None) => {
+                let mut diffs = annotations::check(ev, &a.annotations);
+                diffs.extend(compare(ev, &view(&a.value), frame));
+                diffs
+            }
         }
     }
 
@@ -422,11 +461,20 @@ impl Runner<'_> {
         let Some(t) = ev.instant_time() else {
             return vec!["internal: not an instant eval".into()];
         };
-        let res = guarded(|| self.engine.instant_query(&self.store, &ev.query, t));
+        let res = guarded(|| {
+            self.engine
+                .instant_query_with_annotations(&self.store, &ev.query, t)
+        });
         let frame = ev
             .range_vector
             .map(|(start, end, step)| Frame { start, end, step });
-        let instant_was_scalar = matches!(res, Ok(Value::Scalar { .. }));
+        let instant_was_scalar = matches!(
+            res,
+            Ok(Annotated {
+                value: Value::Scalar { .. },
+                ..
+            })
+        );
         let failing = res.is_err() || ev.fail.is_some();
         let diffs = self.check(ev, res, frame);
         if !diffs.is_empty() || failing {
@@ -440,6 +488,7 @@ impl Runner<'_> {
         {
             return diffs;
         }
+        // Go does not check this run's annotations.
         let res = guarded(|| {
             self.engine
                 .range_query(&self.store, &ev.query, t - 60_000, t + 60_000, 60_000)
@@ -496,7 +545,7 @@ impl Runner<'_> {
 }
 
 /// Runs the engine, turning a panic into an execution error so one case cannot stop the run.
-fn guarded(f: impl FnOnce() -> Result<Value, QueryError>) -> Result<Value, QueryError> {
+fn guarded<T>(f: impl FnOnce() -> Result<T, QueryError>) -> Result<T, QueryError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -516,6 +565,40 @@ fn guarded(f: impl FnOnce() -> Result<Value, QueryError>) -> Result<Value, Query
 fn query_context_funcs() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| Regex::new(r"(start|end|range|step)\(\)").expect("static pattern"))
+}
+
+/// The first series of `store` that a selector of `query` selects, by its matchers (times
+/// aside); `None` also when the query does not parse.
+fn selected_series(store: &SeriesStore, query: &str) -> Option<Labels> {
+    fn walk(e: &Expr, f: &mut impl FnMut(&VectorSelector) -> bool) -> bool {
+        match e {
+            Expr::VectorSelector(vs) => f(vs),
+            Expr::MatrixSelector(ms) => f(&ms.vs),
+            Expr::Aggregate(a) => {
+                a.param.as_deref().is_some_and(|p| walk(p, f)) || walk(&a.expr, f)
+            }
+            Expr::Unary(u) => walk(&u.expr, f),
+            Expr::Binary(b) => walk(&b.lhs, f) || walk(&b.rhs, f),
+            Expr::Paren(p) => walk(&p.expr, f),
+            Expr::Subquery(s) => walk(&s.expr, f),
+            Expr::Call(c) => c.args.args.iter().any(|a| walk(a, f)),
+            _ => false,
+        }
+    }
+    if store.series_count() == 0 {
+        return None;
+    }
+    let expr = parse(query).ok()?;
+    let ev = Evaluator::new(store, 0, 0, 0, 0);
+    let mut hit = None;
+    walk(&expr, &mut |vs| {
+        hit = selector::select(&ev, vs)
+            .first()
+            .and_then(|&r| store.labels(r))
+            .cloned();
+        hit.is_some()
+    });
+    hit
 }
 
 /// A result as the comparison sees it.
@@ -636,7 +719,7 @@ mod tests {
             query: "x".into(),
             status: Status::Fail,
             details: vec![format!("a\nb{}", "c".repeat(300))],
-            unchecked_annotations: false,
+            annotation_expectations: 0,
         };
         assert_eq!(r.id(), "f.test:3");
         let reason = r.reason();

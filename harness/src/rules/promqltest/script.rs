@@ -180,10 +180,10 @@ pub struct Eval {
 }
 
 impl Eval {
-    /// Whether annotations (warn/info) are asserted; the engine reports none, so these are
-    /// not checked.
-    pub fn has_annotation_expectations(&self) -> bool {
-        !self.warn.is_empty() || !self.info.is_empty() || self.no_warn || self.no_info
+    /// How many annotation expectations the eval has: `expect warn`/`info` lines (an
+    /// `eval_warn`/`eval_info` counts as one), `expect no_warn` and `expect no_info`.
+    pub fn annotation_expectations(&self) -> usize {
+        self.warn.len() + self.info.len() + usize::from(self.no_warn) + usize::from(self.no_info)
     }
 
     /// The instant query's evaluation time (the range vector's end with `expect range vector`).
