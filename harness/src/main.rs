@@ -31,6 +31,14 @@ enum Command {
         /// Length of the statistics windows.
         #[arg(long, default_value = "5s")]
         window: firedrill::scenario::Dur,
+        /// Evaluate the rules with this engine instead of the scenario's `rules.engine`
+        /// (`both`: the embedded engine judges and must agree with a real Prometheus).
+        #[arg(long, value_enum)]
+        engine: Option<firedrill::scenario::alerts::RuleEngine>,
+        /// Also deliver alerts through Alertmanager (`rules.alertmanager`; needs a real
+        /// Prometheus: with the embedded engine alone, `--engine both` is implied).
+        #[arg(long)]
+        alertmanager: bool,
     },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
@@ -191,7 +199,13 @@ fn summary(s: &Scenario, p: &Plan) -> String {
     out
 }
 
-fn run_command(scenario: &Path, out: Option<PathBuf>, window: std::time::Duration) -> ExitCode {
+fn run_command(
+    scenario: &Path,
+    out: Option<PathBuf>,
+    window: std::time::Duration,
+    engine: Option<firedrill::scenario::alerts::RuleEngine>,
+    alertmanager: bool,
+) -> ExitCode {
     let server_exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -211,6 +225,8 @@ fn run_command(scenario: &Path, out: Option<PathBuf>, window: std::time::Duratio
         server_exe,
         send_delay_limit: std::time::Duration::from_millis(10),
         window: window.max(std::time::Duration::from_millis(100)),
+        engine,
+        alertmanager,
     };
     let outcome = rt.block_on(firedrill::run::run(scenario, opts));
     // Written without panicking: a closed pipe must not turn the run's exit code into 101.
@@ -285,7 +301,9 @@ fn main() -> ExitCode {
             scenario,
             out,
             window,
-        } => run_command(&scenario, out, window.0),
+            engine,
+            alertmanager,
+        } => run_command(&scenario, out, window.0, engine, alertmanager),
         Command::Proxy {
             upstream,
             listen,

@@ -63,6 +63,10 @@ pub struct RunOptions {
     pub send_delay_limit: Duration,
     /// Statistics window length.
     pub window: Duration,
+    /// Overrides the scenario's `rules.engine`.
+    pub engine: Option<RuleEngine>,
+    /// Turns on `rules.alertmanager` (and a real Prometheus with it).
+    pub alertmanager: bool,
 }
 
 /// What a run ended with.
@@ -91,10 +95,39 @@ impl RunOutcome {
 
 /// Runs a scenario file; prints progress to stderr.
 pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
-    let scenario = match Scenario::load(path) {
+    let mut scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => return RunOutcome::failed(exit::BAD_INPUT, e.to_string(), None),
     };
+    if opts.engine.is_some() || opts.alertmanager {
+        let Some(r) = scenario.rules.as_mut() else {
+            return RunOutcome::failed(
+                exit::BAD_INPUT,
+                format!(
+                    "{}: --engine and --alertmanager need `rules:` in the scenario",
+                    path.display()
+                ),
+                None,
+            );
+        };
+        if let Some(e) = opts.engine {
+            r.engine = e;
+        }
+        if opts.alertmanager {
+            r.alertmanager = true;
+            if !r.engine.prometheus() {
+                r.engine = RuleEngine::Both;
+            }
+        }
+        if r.alertmanager && !r.engine.prometheus() {
+            return RunOutcome::failed(
+                exit::BAD_INPUT,
+                "--engine builtin: the scenario's rules.alertmanager needs a real Prometheus"
+                    .into(),
+                None,
+            );
+        }
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let plan = match read_inputs(&scenario, base)
         .map_err(|e| e.to_string())
@@ -271,7 +304,11 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
                 }
                 if engine == RuleEngine::Both {
                     info.prometheus_alerts = alert_records(prom_events);
-                    let tolerance = rs.longest_interval_ms() as f64 / 1000.0;
+                    // Both evaluate at the same instants, but each scrapes the target at its own:
+                    // a change reaches one store up to a scrape interval before the other, and
+                    // the evaluation after it up to an evaluation interval later.
+                    let tolerance = rs.longest_interval_ms() as f64 / 1000.0
+                        + scenario.observe.scrape_interval.0.as_secs_f64();
                     verdicts.extend(crate::rules::agree::agreement(
                         &alerts,
                         &info.prometheus_alerts,

@@ -95,6 +95,8 @@ fn both_engines_fire_the_same_alerts_within_one_interval_and_alertmanager_delive
     assert_eq!(names, ["SafetyBlocks", "SafetyBlocksHeld"], "{said}");
     for e in &agree {
         assert!(e.passed, "{e:?}");
+        // The run's tolerance is an evaluation plus a scrape interval; the edges here are sharp
+        // and scrapes are twice as dense as evaluations: within one evaluation interval.
         assert!(e.latency_s.unwrap() <= 0.5 + 1e-9, "{e:?}");
     }
     for name in ["SafetyBlocks", "SafetyBlocksHeld"] {

@@ -1,6 +1,7 @@
 //! Two checks a drill with a real Prometheus adds: that the embedded engine and Prometheus agree
-//! (every alert fires and resolves under both, the same number of times, within one evaluation
-//! interval of each other), and that every alert Prometheus fired was delivered by Alertmanager.
+//! (every alert fires and resolves under both, the same number of times, within a tolerance: one
+//! evaluation interval plus one scrape interval, since each scrapes the target at its own
+//! instants), and that every alert Prometheus fired was delivered by Alertmanager.
 //! Pure: alert records and notifications in, verdicts out.
 
 use reports::record::{AlertRecord, ExpectationVerdict, Notification};
@@ -115,9 +116,7 @@ pub fn agreement(
         );
         out.push(ExpectationVerdict {
             alert: name,
-            description: format!(
-                "fires and resolves under both engines within one evaluation interval ({tolerance_s} s)"
-            ),
+            description: format!("fires and resolves under both engines within {tolerance_s} s"),
             passed: problem.is_none(),
             detail,
             latency_s: Some(worst),

@@ -32,7 +32,7 @@ pub struct Rules {
     /// Which engine evaluates the rules: `builtin` (the embedded one), `prometheus` (Debian's
     /// binary on 127.0.0.1 scraping the target; its alert states judge), or `both` (the embedded
     /// engine judges, Prometheus runs beside it, and every alert must fire and resolve under both
-    /// within one evaluation interval of each other).
+    /// within one evaluation plus one scrape interval of each other).
     #[serde(default)]
     pub engine: RuleEngine,
     /// With `engine: prometheus` or `both`: run Alertmanager with a webhook receiver in the
@@ -42,7 +42,9 @@ pub struct Rules {
 }
 
 /// Which engine evaluates a drill's rules.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleEngine {
     /// The embedded PromQL engine.
