@@ -80,6 +80,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Compare a candidate run with a baseline: per tier p50/p95/p99, error rates and
+    /// throughput side by side, with a noise-aware verdict.
+    ///
+    /// Latency quantiles get a bootstrap interval over the runs' statistics windows; a
+    /// regression needs a change beyond the tolerance and an interval that excludes no change.
+    /// Prints a Markdown table. Exit 0 without regressions, 1 with one, 2 when a record cannot
+    /// be read.
+    Compare {
+        /// The baseline run's record.json.
+        baseline: PathBuf,
+        /// The candidate run's record.json.
+        candidate: PathBuf,
+        /// Relative latency slowdown (and throughput drop) tolerated.
+        #[arg(long, default_value_t = 0.1)]
+        tolerance: f64,
+        /// Absolute error-rate rise tolerated (0.01: one point).
+        #[arg(long, default_value_t = 0.01)]
+        error_tolerance: f64,
+        /// Tiers with fewer requests than this in either run are not judged.
+        #[arg(long, default_value_t = 100)]
+        min_samples: u64,
+    },
     /// Lint Prometheus rule files against what the target exports.
     ///
     /// Finds rules that can never fire (unknown metrics, labels or values), histogram_quantile
@@ -102,6 +124,16 @@ enum Command {
         /// The reference server's metric_units setting (base or seed_ms), for the catalog.
         #[arg(long, default_value = "base", value_parser = ["base", "seed_ms"])]
         metric_units: String,
+    },
+    /// Re-render a run's documents from its record alone: summary.md, junit.xml, the plots
+    /// (plots/) and report.html. Exit 0 when written, 2 when the record cannot be read, 3 when a
+    /// document cannot be written.
+    Report {
+        /// The run record (record.json).
+        record: PathBuf,
+        /// Output folder (default: the record's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the embedded reference server (what `firedrill run` starts as its child process).
     #[command(hide = true)]
@@ -240,8 +272,45 @@ fn run_command(
     }
     if let Some(dir) = &outcome.out_dir {
         let _ = writeln!(stdout, "record: {}", dir.join("record.json").display());
+        let report = dir.join("report.html");
+        if outcome.record.is_some() && report.is_file() {
+            let _ = writeln!(stdout, "report: {}", report.display());
+        }
     }
     ExitCode::from(outcome.exit_code)
+}
+
+/// `firedrill report`: the documents of a run, rendered again from its record.
+fn report_command(record: &Path, out: Option<PathBuf>) -> ExitCode {
+    use std::io::Write as _;
+    let r = match reports::record::RunRecord::read(record) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "firedrill report: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let dir = out.unwrap_or_else(|| match record.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    match reports::write_documents(&r, &dir) {
+        Ok(docs) => {
+            for w in &docs.warnings {
+                let _ = writeln!(std::io::stderr(), "firedrill report: warning: {w}");
+            }
+            let mut stdout = std::io::stdout();
+            let _ = writeln!(stdout, "summary: {}", docs.summary_md.display());
+            let _ = writeln!(stdout, "junit: {}", docs.junit_xml.display());
+            let _ = writeln!(stdout, "plots: {} files", docs.plots.len());
+            let _ = writeln!(stdout, "report: {}", docs.report_html.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "firedrill report: {e}");
+            ExitCode::from(firedrill::run::exit::INFRA)
+        }
+    }
 }
 
 /// `firedrill proxy`: the logic lives in `chaos::proxy`.
@@ -327,6 +396,47 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
+        Command::Compare {
+            baseline,
+            candidate,
+            tolerance,
+            error_tolerance,
+            min_samples,
+        } => {
+            let read = |p: &Path| {
+                reports::record::RunRecord::read(p).map_err(|e| format!("{}: {e}", p.display()))
+            };
+            let (b, c) = match (read(&baseline), read(&candidate)) {
+                (Ok(b), Ok(c)) => (b, c),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("firedrill compare: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
+            let opts = reports::compare::CompareOptions {
+                tolerance,
+                error_tolerance,
+                min_samples,
+                ..Default::default()
+            };
+            match reports::compare::compare(&b, &c, &opts) {
+                Ok(cmp) => {
+                    print!(
+                        "{}",
+                        reports::compare::render_markdown(
+                            &cmp,
+                            &baseline.display().to_string(),
+                            &candidate.display().to_string()
+                        )
+                    );
+                    ExitCode::from(if cmp.passed { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("firedrill compare: {e}");
+                    ExitCode::from(BAD_INPUT)
+                }
+            }
+        }
         Command::TestRules { files } => ExitCode::from(firedrill::rules::unittest::run_cli(
             &files,
             &firedrill::rules::Engine::default(),
@@ -361,6 +471,7 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
             ))
         }
+        Command::Report { record, out } => report_command(&record, out),
         Command::Schema => {
             println!(
                 "{}",

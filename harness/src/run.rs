@@ -505,15 +505,18 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
             Some(out_dir),
         );
     }
-    let summary = reports::OutcomeSummary {
-        scenario: scenario.name.clone(),
-        passed,
-        outcomes: record.outcomes.clone(),
-    };
-    let _ = std::fs::write(
-        out_dir.join("summary.md"),
-        reports::render_summary_md(&summary),
-    );
+    // The documents come after the record, so a failure here loses nothing: it is a warning,
+    // and `firedrill report record.json` can render them again.
+    {
+        use std::io::Write as _;
+        let warnings = match reports::write_documents(&record, &out_dir) {
+            Ok(docs) => docs.warnings,
+            Err(e) => vec![e],
+        };
+        for w in warnings {
+            let _ = writeln!(std::io::stderr(), "firedrill: warning: {w}");
+        }
+    }
     RunOutcome {
         exit_code,
         out_dir: Some(out_dir),

@@ -1,8 +1,18 @@
 //! `reports`: renders a run's record into what people read and CI consumes. It knows nothing of
-//! HTTP or scenarios: its input is data. This first part renders the Markdown summary of
-//! outcome counts; plots, HTML, JUnit and comparison follow (see DESIGN.md).
+//! HTTP or scenarios: its input is data. [`write_documents`] renders a run's documents
+//! (`summary.md`, `junit.xml`, the plots and `report.html`) from its record alone.
 
+pub mod compare;
+pub mod documents;
+pub mod html;
+pub mod junit;
+pub mod plots;
 pub mod record;
+pub mod summary;
+#[cfg(test)]
+mod testdata;
+
+pub use documents::{write_documents, Documents};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,7 +36,8 @@ impl OutcomeSummary {
     }
 }
 
-/// A Markdown summary: the verdict first, then outcome counts with shares.
+/// A Markdown table of outcome counts with shares, under a verdict line. The run's `summary.md`
+/// is [`summary::render`], which holds this and the rest of the key numbers.
 pub fn render_summary_md(s: &OutcomeSummary) -> String {
     let mut out = String::new();
     let verdict = if s.passed { "PASS" } else { "FAIL" };

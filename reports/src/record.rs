@@ -724,4 +724,4 @@ impl RunRecord {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -52,7 +52,8 @@ fn tier(values: &[u64]) -> TierStats {
     }
 }
 
-fn sample_record() -> RunRecord {
+/// A complete record: one window of fast requests, faults, alerts and SLOs.
+pub(crate) fn sample_record() -> RunRecord {
     let mut rng = Rng(7);
     let values: Vec<u64> = (0..500).map(|_| rng.latency_us()).collect();
     let window = WindowStats {

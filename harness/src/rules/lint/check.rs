@@ -356,10 +356,17 @@ impl Checker<'_> {
                 Issue {
                     severity: Severity::Error,
                     code: Code::ImpossibleLabelValue,
-                    message: format!(
-                        "`{m}` in `{text}` can never match: the rules that record {metric_words} set `{}` only to the listed values",
-                        m.name
-                    ),
+                    message: if having.iter().all(|i| i.kind == SeriesKind::Recorded) {
+                        format!(
+                            "`{m}` in `{text}` can never match: the rules that record {metric_words} set `{}` only to the listed values",
+                            m.name
+                        )
+                    } else {
+                        format!(
+                            "`{m}` in `{text}` can never match: {metric_words} has `{}` only with the listed values",
+                            m.name
+                        )
+                    },
                     hint,
                 }
             } else {

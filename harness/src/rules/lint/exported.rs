@@ -194,6 +194,60 @@ impl Exported {
         e
     }
 
+    /// [`Exported::catalog`], plus the label values the reference server creates series for
+    /// where they are a fixed vocabulary (`tier`, `requests_total`'s `status`, safety `stage`,
+    /// `category` and `classifier`, warm-pool `result`, fault `kind`, `scheduler`,
+    /// `has_controlnet`), as exhaustive: a matcher asking for another value can never match.
+    /// Configured or open-ended values (`model`, `worker_id`, HTTP `status`, `method`,
+    /// `endpoint`, `le`) stay unknown.
+    pub fn catalog_with_values(units: MetricUnits) -> Exported {
+        use reference_server::metrics::{
+            FAULT_KINDS, HAS_CONTROLNET, IMAGE_GENERATION_STATUSES, REQUEST_STATUSES,
+            SAFETY_CATEGORIES, SAFETY_CLASSIFIERS, SAFETY_STAGES, SCHEDULER, WARM_POOL_RESULTS,
+        };
+        let tiers: Vec<&str> = reference_server::types::Tier::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect();
+        let mut e = Exported::catalog(units);
+        for spec in CATALOG {
+            for &label in spec.labels {
+                let values: &[&str] = match (spec.name, label) {
+                    (_, "tier") => tiers.as_slice(),
+                    ("requests_total", "status") => REQUEST_STATUSES,
+                    ("image_generation_total", "status") => IMAGE_GENERATION_STATUSES,
+                    (_, "stage") => SAFETY_STAGES,
+                    (_, "category") => SAFETY_CATEGORIES,
+                    (_, "classifier") => SAFETY_CLASSIFIERS,
+                    ("warm_pool_requests_total", "result") => WARM_POOL_RESULTS,
+                    ("injected_faults_active", "kind") => FAULT_KINDS,
+                    (_, "scheduler") => &[SCHEDULER],
+                    (_, "has_controlnet") => &[HAS_CONTROLNET],
+                    _ => continue,
+                };
+                let name = spec.exported_name(units);
+                let series: Vec<String> = match spec.kind {
+                    MetricKind::Histogram => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .map(|s| format!("{name}{s}"))
+                        .collect(),
+                    _ => vec![name.to_owned()],
+                };
+                for s in series {
+                    if let Some(info) = e.metrics.get_mut(&s) {
+                        info.labels.insert(
+                            label.to_owned(),
+                            LabelValues::Exhaustive(
+                                values.iter().map(|v| (*v).to_owned()).collect(),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        e
+    }
+
     /// What a run's scraped store holds: every metric name with the labels and values its
     /// series carry, typed by the scrape's metadata; plus `ALERTS` and `ALERTS_FOR_STATE`.
     pub fn from_store(store: &SeriesStore) -> Exported {
@@ -365,6 +419,39 @@ mod tests {
         assert!(ms
             .alternatives
             .contains_key("diffusion_step_time_seconds_count"));
+    }
+
+    #[test]
+    fn catalog_with_values_knows_the_fixed_vocabularies() {
+        let e = Exported::catalog_with_values(MetricUnits::Base);
+        let values = |m: &str, l: &str| match &e.metrics[m].labels[l] {
+            LabelValues::Exhaustive(v) => v.iter().cloned().collect::<Vec<_>>(),
+            other => panic!("{m}/{l}: {other:?}"),
+        };
+        assert_eq!(values("queue_depth", "tier"), ["fast", "relax", "turbo"]);
+        assert!(values("requests_total", "status").contains(&"timeout".to_owned()));
+        assert_eq!(
+            values("safety_check_time_seconds_bucket", "stage"),
+            ["post", "pre"]
+        );
+        assert_eq!(
+            values("image_generation_total", "status"),
+            ["error", "success"]
+        );
+        for (m, l) in [
+            ("http_requests_total", "status"),
+            ("requests_total", "model"),
+            ("generation_time_seconds_bucket", "le"),
+        ] {
+            assert_eq!(e.metrics[m].labels[l], LabelValues::Unknown, "{m}/{l}");
+        }
+        // Only values are added: the same names and labels as the catalog.
+        let plain = Exported::catalog(MetricUnits::Base);
+        assert!(e.metrics.keys().eq(plain.metrics.keys()));
+        assert!(e
+            .metrics
+            .iter()
+            .all(|(k, i)| i.labels.keys().eq(plain.metrics[k].labels.keys())));
     }
 
     #[test]

@@ -15,13 +15,16 @@
 //!
 //! Lint is pure: [`lint`] takes texts and returns findings; [`run_cli`] does the reading and
 //! printing for the command line.
+//! [`lint_queries`] runs the same checks on queries written outside rule files (dashboards).
 
 mod check;
 pub mod exported;
 pub mod labels;
+pub mod queries;
 
 pub use exported::{Exported, ExportedSource, LabelValues, MetricInfo, SeriesKind};
 pub use labels::{output_labels, LabelSet};
+pub use queries::{lint_queries, Query};
 
 use crate::rules::rulefile::{Rule, RuleFile, RuleFileError};
 use crate::rules::template;
