@@ -147,6 +147,22 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
     for f in &lint_before {
         say!("firedrill: lint before the run: {f}");
     }
+    let baseline = match &scenario.baseline {
+        Some(b) => {
+            let p = base.join(&b.record);
+            match RunRecord::read(&p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    return RunOutcome::failed(
+                        exit::BAD_INPUT,
+                        format!("{}: baseline.record: {}: {e}", path.display(), p.display()),
+                        None,
+                    )
+                }
+            }
+        }
+        None => None,
+    };
     let slo_spec = match scenario.rules.as_ref().and_then(|r| r.slos.as_ref()) {
         Some(f) => match crate::slo::SloFile::load(&base.join(f)) {
             Ok(spec) => {
@@ -497,6 +513,17 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
             exit_code: exit_code as i32,
         },
     };
+    let mut record = record;
+    let mut exit_code = exit_code;
+    if let (Some(b), Some(cfg)) = (&baseline, &scenario.baseline) {
+        let v = baseline_verdict(b, &record, cfg);
+        if !v.passed && record.verdict.passed {
+            record.verdict.passed = false;
+            exit_code = exit::FAILED;
+            record.verdict.exit_code = exit_code as i32;
+        }
+        record.thresholds.push(v);
+    }
     let record_path = out_dir.join("record.json");
     if let Err(e) = record.write(&record_path) {
         return RunOutcome::failed(
@@ -526,6 +553,78 @@ pub async fn run(path: &Path, opts: RunOptions) -> RunOutcome {
         } else {
             fault_problem
         },
+    }
+}
+
+/// The run against its baseline, as a threshold verdict: `firedrill compare`'s verdict, the
+/// regressions named.
+fn baseline_verdict(
+    base: &RunRecord,
+    run: &RunRecord,
+    cfg: &crate::scenario::Baseline,
+) -> reports::record::ThresholdVerdict {
+    use reports::compare::{compare, CompareOptions, Judgement};
+    let opts = CompareOptions {
+        tolerance: cfg.tolerance,
+        error_tolerance: cfg.error_tolerance,
+        min_samples: cfg.min_samples,
+        ..Default::default()
+    };
+    let (passed, observed, detail) = match compare(base, run, &opts) {
+        Ok(c) => {
+            let worst = c
+                .rows
+                .iter()
+                .filter(|r| r.metric == "p95")
+                .filter_map(|r| r.change)
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+            let bad: Vec<String> = c
+                .rows
+                .iter()
+                .filter(|r| r.judgement == Judgement::Regression)
+                .map(|r| {
+                    let (lo, hi) = r.interval.unwrap_or((f64::NAN, f64::NAN));
+                    format!(
+                        "{} {} {:?} -> {:?} (interval {lo:.3}..{hi:.3})",
+                        r.tier, r.metric, r.baseline, r.candidate
+                    )
+                })
+                .collect();
+            let few = c
+                .rows
+                .iter()
+                .filter(|r| r.judgement == Judgement::TooFew)
+                .count();
+            let detail = if bad.is_empty() {
+                format!(
+                    "no regression beyond the tolerances{}",
+                    if few > 0 {
+                        format!(" ({few} row(s) with too few samples to judge)")
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                format!("regressed: {}", bad.join("; "))
+            };
+            (c.passed, worst, detail)
+        }
+        Err(e) => (false, None, format!("cannot compare: {e}")),
+    };
+    reports::record::ThresholdVerdict {
+        name: "no regression against the baseline".into(),
+        description: format!(
+            "latency quantiles and throughput within {:.0}%, error rates within {:.1} points of {} (95% bootstrap intervals)",
+            cfg.tolerance * 100.0,
+            cfg.error_tolerance * 100.0,
+            cfg.record.display()
+        ),
+        passed,
+        observed,
+        limit: 1.0 + cfg.tolerance,
+        unit: "ratio".into(),
+        window: reports::record::ThresholdWindow::Run,
+        detail,
     }
 }
 

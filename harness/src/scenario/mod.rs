@@ -54,6 +54,10 @@ pub struct Scenario {
     /// What the alerts must do.
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// A previous run to compare this one with, as a threshold of the run (see
+    /// `firedrill compare`).
+    #[serde(default)]
+    pub baseline: Option<Baseline>,
 }
 
 fn default_seed() -> u64 {
@@ -364,6 +368,36 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The tiers, models and outcome classes a scenario may name.
+/// A baseline run: this run fails if it regresses against it beyond the tolerances, with the
+/// noise-aware verdict of `firedrill compare`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// The baseline's `record.json`, relative to the scenario file.
+    pub record: PathBuf,
+    /// Relative latency slowdown (p50/p95/p99 per tier) and throughput drop tolerated.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Absolute error-rate rise tolerated (0.01: one point).
+    #[serde(default = "default_error_tolerance")]
+    pub error_tolerance: f64,
+    /// Tiers with fewer requests than this in either run are not judged.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u64,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
+}
+
+fn default_error_tolerance() -> f64 {
+    0.01
+}
+
+fn default_min_samples() -> u64 {
+    100
+}
+
 pub const TIERS: [&str; 3] = ["turbo", "fast", "relax"];
 
 impl Scenario {
@@ -638,6 +672,19 @@ impl Scenario {
             }
         }
         faults::validate(self)?;
+        if let Some(b) = &self.baseline {
+            for (field, v) in [
+                ("baseline.tolerance", b.tolerance),
+                ("baseline.error_tolerance", b.error_tolerance),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err((
+                        field.into(),
+                        format!("must be a number >= 0 (0.1: 10%), got {v}"),
+                    ));
+                }
+            }
+        }
         alerts::validate(self)
     }
 }
