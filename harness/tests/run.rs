@@ -83,6 +83,45 @@ fn a_passing_run_writes_a_complete_record() {
 }
 
 #[test]
+fn a_baseline_in_the_scenario_gates_the_run_on_regressions() {
+    let dir = tmp("baseline");
+    let stages = "    - {hold: 20, for: 5s}";
+    let s = scenario(&dir, stages, "");
+    let (code, stdout, stderr) = run(&s, &dir.join("base"));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    // The same build against it: no regression (generous tolerance: a shared test machine).
+    let gate = "baseline: {record: base/record.json, tolerance: 1.0, min_samples: 30}\n";
+    let s = scenario(&dir, stages, gate);
+    let (code, stdout, stderr) = run(&s, &dir.join("same"));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let r = RunRecord::read(&dir.join("same/record.json")).unwrap();
+    let t = r
+        .thresholds
+        .iter()
+        .find(|t| t.name == "no regression against the baseline")
+        .unwrap();
+    assert!(t.passed, "{t:?}");
+    // Every decode 300 ms slower: p95 several times the baseline's, flagged, exit 1.
+    let slow = format!("{gate}faults:\n  - {{name: slow, at: 0s, for: 5s, fault: {{kind: stage_latency, stage: vae_decode, added_ms: 300}}}}\n");
+    let s = scenario(&dir, stages, &slow);
+    let (code, stdout, _) = run(&s, &dir.join("slow"));
+    assert_eq!(code, Some(1), "{stdout}");
+    let r = RunRecord::read(&dir.join("slow/record.json")).unwrap();
+    let t = r
+        .thresholds
+        .iter()
+        .find(|t| t.name == "no regression against the baseline")
+        .unwrap();
+    assert!(!t.passed && t.detail.contains("p95"), "{t:?}");
+    assert!(!r.verdict.passed);
+    // A baseline that is not there is bad input, before anything runs.
+    let s = scenario(&dir, stages, "baseline: {record: nowhere.json}\n");
+    let (code, _, stderr) = run(&s, &dir.join("missing"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("baseline.record"), "{stderr}");
+}
+
+#[test]
 fn a_breached_threshold_exits_1() {
     let dir = tmp("fail");
     let s = scenario(
