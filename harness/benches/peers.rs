@@ -33,6 +33,7 @@ fn firedrill_rps(addr: std::net::SocketAddr, secs: u64) -> f64 {
             max_in_flight: CONNECTIONS,
             think_time: Duration::ZERO,
             fetch_image: false,
+            server_timings: false,
         };
         let ep = Arc::new(Endpoint::new(format!("http://{addr}"), None));
         run_closed(

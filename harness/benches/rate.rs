@@ -34,6 +34,7 @@ fn main() {
             max_in_flight: 10_000,
             think_time: Duration::ZERO,
             fetch_image: false,
+            server_timings: false,
         };
         let ep = Arc::new(Endpoint::new(format!("http://{addr}"), None));
         let start = tokio::time::Instant::now();

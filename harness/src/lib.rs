@@ -4,6 +4,7 @@
 //! YAML; `plan` compiles it, purely and deterministically for a seed; `outcome` is the
 //! vocabulary every result is counted in.
 
+pub mod capacity;
 pub mod faults;
 pub mod load;
 pub mod outcome;

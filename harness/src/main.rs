@@ -40,6 +40,31 @@ enum Command {
         #[arg(long)]
         alertmanager: bool,
     },
+    /// Capacity planning: run the scenario's load at a series of rates (the scenario's
+    /// `capacity:` section: given, or found by doubling then bisecting), each step until it is
+    /// steady; find the highest rate at which every threshold holds and the knee of latency
+    /// against throughput; size the worker pool for target rates with a queueing model, and check
+    /// each recommendation by running it on the reference server.
+    ///
+    /// Writes capacity.json, summary.md, the capacity plots and report.html. Exit 0 with an
+    /// answer (and every check within 25%), 1 when no rate held or a check missed, 2 for bad
+    /// input, 3 when the target or the harness failed.
+    Sweep {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Output folder (default: a new folder under reports/out/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run these rates (req/s, comma-separated) instead of the scenario's.
+        #[arg(long, value_delimiter = ',')]
+        rates: Option<Vec<f64>>,
+        /// Size the worker pool for these rates (req/s, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        size_for: Option<Vec<f64>>,
+        /// Do not run the recommended configurations to check the predictions.
+        #[arg(long)]
+        no_check: bool,
+    },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
     /// Run the fault proxy in front of a target until SIGINT or SIGTERM (then every fault is
@@ -231,6 +256,52 @@ fn summary(s: &Scenario, p: &Plan) -> String {
     out
 }
 
+fn sweep_command(
+    scenario: &Path,
+    out: Option<PathBuf>,
+    rates: Option<Vec<f64>>,
+    size_for: Option<Vec<f64>>,
+    no_check: bool,
+) -> ExitCode {
+    use std::io::Write as _;
+    let server_exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("firedrill: cannot find my own executable: {e}");
+            return ExitCode::from(firedrill::run::exit::INFRA);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("firedrill: cannot start the async runtime: {e}");
+            return ExitCode::from(firedrill::run::exit::INFRA);
+        }
+    };
+    let opts = firedrill::capacity::sweep::SweepOptions {
+        out_dir: out,
+        server_exe,
+        rates,
+        size_for,
+        validate: no_check.then_some(false),
+    };
+    let outcome = rt.block_on(firedrill::capacity::sweep::sweep(scenario, opts));
+    if let Some(e) = &outcome.error {
+        let _ = writeln!(std::io::stderr(), "firedrill: {e}");
+    }
+    let mut stdout = std::io::stdout();
+    if let Some(r) = &outcome.record {
+        let _ = writeln!(stdout, "{}", r.answer.statement);
+    }
+    if let Some(dir) = &outcome.out_dir {
+        if outcome.record.is_some() {
+            let _ = writeln!(stdout, "record: {}", dir.join("capacity.json").display());
+            let _ = writeln!(stdout, "report: {}", dir.join("report.html").display());
+        }
+    }
+    ExitCode::from(outcome.exit_code)
+}
+
 fn run_command(
     scenario: &Path,
     out: Option<PathBuf>,
@@ -378,6 +449,13 @@ fn main() -> ExitCode {
             listen,
             control_listen,
         } => proxy_command(upstream, listen, control_listen),
+        Command::Sweep {
+            scenario,
+            out,
+            rates,
+            size_for,
+            no_check,
+        } => sweep_command(&scenario, out, rates, size_for, no_check),
         Command::Slo {
             command: SloCommand::Rules { file },
         } => match firedrill::slo::SloFile::load(&file) {

@@ -721,6 +721,7 @@ async fn drive(
         max_in_flight: s.load.max_in_flight,
         think_time: s.load.think_time.0,
         fetch_image: s.load.fetch_image,
+        server_timings: false,
     };
     let ep = Arc::new(Endpoint::new(api_base, target.api_key.clone()));
     let engine = match plan.model {

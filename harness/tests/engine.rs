@@ -48,6 +48,7 @@ fn config(max_in_flight: usize) -> EngineConfig {
         max_in_flight,
         think_time: Duration::ZERO,
         fetch_image: false,
+        server_timings: false,
     }
 }
 

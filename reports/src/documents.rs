@@ -43,7 +43,7 @@ pub fn write_documents(record: &RunRecord, dir: &Path) -> Result<Documents, Stri
     if let Err(e) = write(&junit_xml, &crate::junit::render(record)) {
         errors.push(e);
     }
-    let (plots, plot_files) = match render_plots(record, &docs_plots) {
+    let (plots, plot_files) = match render_plots(|d| plots::render_all(record, d), &docs_plots) {
         Ok((plots, files, mut w)) => {
             warnings.append(&mut w);
             (plots, files)
@@ -70,23 +70,24 @@ pub fn write_documents(record: &RunRecord, dir: &Path) -> Result<Documents, Stri
 }
 
 /// The plots for the page, the files written, and warnings about plots that could not be read.
-type Rendered = (Vec<HtmlPlot>, Vec<PathBuf>, Vec<String>);
+pub(crate) type Rendered = (Vec<HtmlPlot>, Vec<PathBuf>, Vec<String>);
 
-/// Renders the plots into `dir` and loads them for embedding.
-fn render_plots(record: &RunRecord, dir: &Path) -> Result<Rendered, String> {
+/// Renders plots into `dir` with `render` and loads them for embedding.
+pub(crate) fn render_plots(
+    render: impl FnOnce(&Path) -> Result<Vec<plots::PlotFile>, String>,
+    dir: &Path,
+) -> Result<Rendered, String> {
     // A panic inside a renderer must not take the run down after its record was written: the
     // run's exit code (pass or fail) matters more than a picture.
-    let files = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        plots::render_all(record, dir)
-    }))
-    .map_err(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        format!("the plot renderer failed: {what}")
-    })??;
+    let files =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(dir))).map_err(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            format!("the plot renderer failed: {what}")
+        })??;
     let mut plots = Vec::new();
     let mut written = Vec::new();
     let mut warnings = Vec::new();
@@ -124,7 +125,7 @@ fn render_plots(record: &RunRecord, dir: &Path) -> Result<Rendered, String> {
 
 /// Writes `text` to `path` through a temporary file renamed into place, so a reader never sees
 /// half a document.
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

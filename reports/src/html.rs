@@ -94,7 +94,7 @@ figcaption { margin-top: 6px; color: var(--muted); font-size: 13px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 "#;
 
-fn num(v: f64, digits: usize) -> String {
+pub(crate) fn num(v: f64, digits: usize) -> String {
     if v.is_finite() {
         format!("{v:.digits$}")
     } else {
@@ -124,14 +124,10 @@ pub fn render(r: &RunRecord, plots: &[HtmlPlot]) -> String {
     let e = escape;
     let verdict = if r.verdict.passed { "PASS" } else { "FAIL" };
     let class = if r.verdict.passed { "pass" } else { "fail" };
-    let _ = writeln!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{verdict} · {} · firedrill</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>",
-        e(&r.scenario.name)
-    );
+    h.push_str(&head(&format!(
+        "{verdict} · {} · firedrill",
+        r.scenario.name
+    )));
 
     // The verdict.
     let _ = writeln!(
@@ -523,24 +519,7 @@ pub fn render(r: &RunRecord, plots: &[HtmlPlot]) -> String {
 
     // Plots.
     h.push_str("<h2 id=\"plots\">Plots</h2>\n");
-    if plots.is_empty() {
-        h.push_str("<p class=\"muted\">No plots were rendered for this run.</p>\n");
-    } else {
-        h.push_str("<div class=\"plots\">\n");
-        for p in plots {
-            let (mime, data) = match &p.image {
-                PlotImage::Svg(s) => ("image/svg+xml", s.as_bytes()),
-                PlotImage::Png(b) => ("image/png", b.as_slice()),
-            };
-            let _ = writeln!(
-                h,
-                "<figure><img alt=\"{t}\" src=\"data:{mime};base64,{}\"><figcaption>{t}</figcaption></figure>",
-                base64::engine::general_purpose::STANDARD.encode(data),
-                t = e(&p.title)
-            );
-        }
-        h.push_str("</div>\n");
-    }
+    plots_section(&mut h, plots, "No plots were rendered for this run.");
 
     // The scenario, so the page explains the run on its own.
     let _ = writeln!(
@@ -557,6 +536,39 @@ pub fn render(r: &RunRecord, plots: &[HtmlPlot]) -> String {
         r.version
     );
     h
+}
+
+/// The start of a page: doctype, the CSP that keeps it offline, the inline CSS, `<main>` open.
+pub(crate) fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
+        escape(title)
+    )
+}
+
+/// The plots as embedded figures (`empty` when there are none).
+pub(crate) fn plots_section(h: &mut String, plots: &[HtmlPlot], empty: &str) {
+    if plots.is_empty() {
+        let _ = writeln!(h, "<p class=\"muted\">{}</p>", escape(empty));
+        return;
+    }
+    h.push_str("<div class=\"plots\">\n");
+    for p in plots {
+        let (mime, data) = match &p.image {
+            PlotImage::Svg(s) => ("image/svg+xml", s.as_bytes()),
+            PlotImage::Png(b) => ("image/png", b.as_slice()),
+        };
+        let _ = writeln!(
+            h,
+            "<figure><img alt=\"{t}\" src=\"data:{mime};base64,{}\"><figcaption>{t}</figcaption></figure>",
+            base64::engine::general_purpose::STANDARD.encode(data),
+            t = escape(&p.title)
+        );
+    }
+    h.push_str("</div>\n");
 }
 
 /// A number for people: integers without a fraction, others with up to four significant

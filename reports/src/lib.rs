@@ -2,6 +2,8 @@
 //! HTTP or scenarios: its input is data. [`write_documents`] renders a run's documents
 //! (`summary.md`, `junit.xml`, the plots and `report.html`) from its record alone.
 
+pub mod capacity;
+pub mod capacity_documents;
 pub mod compare;
 pub mod documents;
 pub mod html;

@@ -615,7 +615,7 @@ impl std::error::Error for RecordError {
 }
 
 impl RecordError {
-    fn json(path: &Path, e: &serde_json::Error) -> RecordError {
+    pub(crate) fn json(path: &Path, e: &serde_json::Error) -> RecordError {
         // serde_json appends " at line L column C" to its messages; the location is printed in
         // front instead, compiler style, so strip the duplicate.
         let mut message = e.to_string();
@@ -632,6 +632,49 @@ impl RecordError {
     }
 }
 
+/// Writes `value` as pretty JSON to `path` atomically: a temporary file beside it, synced, then
+/// renamed into place, so a reader never sees half a record.
+pub(crate) fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<(), RecordError> {
+    let io = |action: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| RecordError::Io {
+            path: p,
+            action,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "record.json".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+        let mut w = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut w, value).map_err(|e| RecordError::Json {
+            path: tmp.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot serialize record: {e}"),
+        })?;
+        w.write_all(b"\n").map_err(io("writing", &tmp))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| io("writing", &tmp)(e.into_error()))?;
+        file.sync_all().map_err(io("flushing", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("renaming into place", path))
+    })();
+    if result.is_err() {
+        // Best effort: do not leave the temporary file behind; the original error matters.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Just the version, read before anything else so that a record from another version is refused
 /// for its version, not for the first field this build does not know.
 #[derive(Deserialize)]
@@ -644,44 +687,7 @@ impl RunRecord {
     /// directory, flushed to disk, then renamed over `path`. A crash never leaves a truncated
     /// record behind, and a reader never sees a half-written one.
     pub fn write(&self, path: &Path) -> Result<(), RecordError> {
-        let io = |action: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| RecordError::Io {
-                path: p,
-                action,
-                source,
-            }
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "record.json".into());
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let result = (|| {
-            let file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-            let mut w = std::io::BufWriter::new(file);
-            serde_json::to_writer_pretty(&mut w, self).map_err(|e| RecordError::Json {
-                path: tmp.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot serialize record: {e}"),
-            })?;
-            w.write_all(b"\n").map_err(io("writing", &tmp))?;
-            let file = w
-                .into_inner()
-                .map_err(|e| io("writing", &tmp)(e.into_error()))?;
-            file.sync_all().map_err(io("flushing", &tmp))?;
-            std::fs::rename(&tmp, path).map_err(io("renaming into place", path))
-        })();
-        if result.is_err() {
-            // Best effort: do not leave the temporary file behind; the original error matters.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_json(self, path)
     }
 
     /// Reads a record from `path`. Errors name the file; JSON errors give line and column; a

@@ -57,7 +57,7 @@ pub async fn run_closed(
                 let prompt = plan.corpus().get(spec.prompt).to_owned();
                 let intended = now.saturating_duration_since(start);
                 let _ = events.send(Event::Offered { at: intended });
-                let outcome = execute(
+                let (outcome, server) = execute(
                     &client,
                     &ep,
                     &spec,
@@ -74,6 +74,7 @@ pub async fn run_closed(
                     intended,
                     sent: intended,
                     finished,
+                    server,
                 }));
                 // A zero think time must not go through the timer: its 1 ms tick would pace users.
                 if !cfg.think_time.is_zero() {

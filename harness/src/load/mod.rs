@@ -50,6 +50,47 @@ pub struct Completed {
     pub sent: Duration,
     /// When its outcome was known.
     pub finished: Duration,
+    /// What the target said the request cost (with `EngineConfig::server_timings`).
+    pub server: Option<ServerTimings>,
+}
+
+/// What the target's final answer said a request cost, from its per-stage timings (the reference
+/// server's `timings_ms`): time queued for a worker and time on the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTimings {
+    /// The model that served it.
+    pub model: String,
+    /// Time in the queue before a worker took it, ms.
+    pub queue_wait_ms: f64,
+    /// Time on the worker (assignment and model load, generation, post-check, delivery), ms.
+    pub service_ms: f64,
+    /// Size of the batch it ran in (1 when the target does not say).
+    pub batch_size: u32,
+}
+
+impl ServerTimings {
+    /// Reads the timings of a job document; `None` when it has no `timings_ms.queue_wait` (a
+    /// target that does not report them, or a job that never reached a worker).
+    pub fn of(doc: &serde_json::Value) -> Option<ServerTimings> {
+        let t = &doc["timings_ms"];
+        let queue_wait_ms = t["queue_wait"].as_f64()?;
+        let stage = |k: &str| t[k].as_f64().unwrap_or(0.0);
+        let service_ms = [
+            "worker_assignment",
+            "generation",
+            "safety_post_check",
+            "delivery",
+        ]
+        .iter()
+        .map(|k| stage(k))
+        .sum();
+        Some(ServerTimings {
+            model: doc["model"].as_str().unwrap_or("").to_owned(),
+            queue_wait_ms,
+            service_ms,
+            batch_size: doc["batch_size"].as_u64().map_or(1, |b| b as u32),
+        })
+    }
 }
 
 /// Engine settings from the scenario.
@@ -65,4 +106,7 @@ pub struct EngineConfig {
     pub think_time: Duration,
     /// After a success, download the result's image before the request counts as done.
     pub fetch_image: bool,
+    /// Read the target's per-request timings from its answers (parses every success's body,
+    /// which the plain load path skips).
+    pub server_timings: bool,
 }

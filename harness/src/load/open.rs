@@ -50,7 +50,7 @@ pub async fn run_open(
         tasks.spawn(async move {
             let sent = Instant::now();
             let prompt = plan.corpus().get(send.spec.prompt).to_owned();
-            let outcome = execute(
+            let (outcome, server) = execute(
                 &client,
                 &ep,
                 &send.spec,
@@ -67,6 +67,7 @@ pub async fn run_open(
                 intended: send.at,
                 sent: sent.saturating_duration_since(start),
                 finished: finished.saturating_duration_since(start),
+                server,
             }));
             drop(permit);
         });

@@ -2,7 +2,7 @@
 //! state; classified into the harness's outcome classes.
 
 use super::client::{Answer, ClientError, HttpClient};
-use super::EngineConfig;
+use super::{EngineConfig, ServerTimings};
 use crate::outcome::{classify_body, OutcomeClass};
 use crate::plan::{Mode, RequestSpec};
 use hyper::Method;
@@ -103,6 +103,7 @@ fn classify_job(status: &Value) -> Option<OutcomeClass> {
 
 /// Runs one request to its outcome by `deadline`: submit; for async jobs, poll every
 /// `cfg.poll_interval` to a terminal state; with `cfg.fetch_image`, download the image of a success.
+/// With `cfg.server_timings`, also returns what the final job document says the request cost.
 pub async fn execute(
     client: &HttpClient,
     ep: &Endpoint,
@@ -110,7 +111,14 @@ pub async fn execute(
     prompt: &str,
     deadline: Instant,
     cfg: &EngineConfig,
-) -> OutcomeClass {
+) -> (OutcomeClass, Option<ServerTimings>) {
+    let timings = |doc: &Value| {
+        if cfg.server_timings {
+            ServerTimings::of(doc)
+        } else {
+            None
+        }
+    };
     let run = async {
         let payload = body(spec, prompt);
         let a = match client
@@ -124,22 +132,26 @@ pub async fn execute(
         {
             Ok(a) => a,
             Err(ClientError::BadUrl(_)) | Err(ClientError::Connection(_)) => {
-                return OutcomeClass::ConnectionError
+                return (OutcomeClass::ConnectionError, None)
             }
         };
         if spec.mode == Mode::Sync || a.status != 202 {
             let class = classify_answer(&a);
-            if class == OutcomeClass::Ok && cfg.fetch_image {
+            if class == OutcomeClass::Ok && (cfg.fetch_image || cfg.server_timings) {
                 let doc: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                return fetch_image(client, ep, &doc).await;
+                let t = timings(&doc);
+                if cfg.fetch_image {
+                    return (fetch_image(client, ep, &doc).await, t);
+                }
+                return (class, t);
             }
-            return class;
+            return (class, None);
         }
         let id = serde_json::from_slice::<Value>(&a.body)
             .ok()
             .and_then(|v| v["id"].as_str().map(str::to_owned));
         let Some(id) = id else {
-            return OutcomeClass::HttpError;
+            return (OutcomeClass::HttpError, None);
         };
         let status_url = format!("{}/v1/generations/{id}", ep.base);
         loop {
@@ -152,20 +164,20 @@ pub async fn execute(
                     let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
                     match classify_job(&v) {
                         Some(OutcomeClass::Ok) if cfg.fetch_image => {
-                            return fetch_image(client, ep, &v).await
+                            return (fetch_image(client, ep, &v).await, timings(&v))
                         }
-                        Some(c) => return c,
+                        Some(c) => return (c, timings(&v)),
                         None => {}
                     }
                 }
-                Ok(a) => return classify_answer(&a),
-                Err(_) => return OutcomeClass::ConnectionError,
+                Ok(a) => return (classify_answer(&a), None),
+                Err(_) => return (OutcomeClass::ConnectionError, None),
             }
         }
     };
     match tokio::time::timeout_at(deadline, run).await {
         Ok(c) => c,
-        Err(_) => OutcomeClass::Timeout,
+        Err(_) => (OutcomeClass::Timeout, None),
     }
 }
 

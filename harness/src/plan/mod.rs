@@ -3,7 +3,7 @@
 //! the same schedule, and nothing here sleeps or does I/O.
 
 mod corpus;
-mod sample;
+pub(crate) mod sample;
 
 pub use corpus::{builtin_corpus, Corpus};
 

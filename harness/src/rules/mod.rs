@@ -67,6 +67,16 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
 }
 
 impl Engine {
+    /// The value of `query` at `t_ms` as one number: a scalar, or the first sample of a vector;
+    /// `None` for an error, an empty vector or another type.
+    pub fn scalar_at(&self, store: &SeriesStore, query: &str, t_ms: i64) -> Option<f64> {
+        match self.instant_query(store, query, t_ms).ok()? {
+            Value::Vector(v) => v.first().map(|s| s.v),
+            Value::Scalar { v, .. } => Some(v),
+            _ => None,
+        }
+    }
+
     /// Evaluates `query` at `t_ms`.
     pub fn instant_query(
         &self,

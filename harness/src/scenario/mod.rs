@@ -2,6 +2,7 @@
 //! every error names the file, line, column and field path and says what was expected.
 
 pub mod alerts;
+pub mod capacity;
 mod duration;
 pub mod faults;
 mod inputs;
@@ -58,6 +59,9 @@ pub struct Scenario {
     /// `firedrill compare`).
     #[serde(default)]
     pub baseline: Option<Baseline>,
+    /// Capacity planning: the rates `firedrill sweep` runs and what it sizes for.
+    #[serde(default)]
+    pub capacity: Option<capacity::Capacity>,
 }
 
 fn default_seed() -> u64 {
@@ -684,6 +688,9 @@ impl Scenario {
                     ));
                 }
             }
+        }
+        if let Some(c) = &self.capacity {
+            capacity::validate(c)?;
         }
         alerts::validate(self)
     }

@@ -10,14 +10,6 @@ use crate::scrape::SeriesStore;
 use reports::record::{BurnRecord, ExpectationVerdict, SloRecord};
 use std::time::Duration;
 
-fn scalar_at(engine: &Engine, store: &SeriesStore, q: &str, t: i64) -> Option<f64> {
-    match engine.instant_query(store, q, t).ok()? {
-        Value::Vector(v) => v.first().map(|s| s.v),
-        Value::Scalar { v, .. } => Some(v),
-        _ => None,
-    }
-}
-
 fn max_over_run(engine: &Engine, store: &SeriesStore, q: &str, end_ms: i64) -> Option<f64> {
     let step = 1_000;
     match engine
@@ -46,20 +38,12 @@ pub fn measure(
     let (good_sel, total_sel) = slo.selectors();
     // The whole run, a little more so the first scrape is inside the window.
     let run = promql_duration(Duration::from_millis(end_ms.max(1_000) as u64 + 60_000));
-    let good = scalar_at(
-        engine,
-        store,
-        &format!("sum(increase({good_sel}[{run}]))"),
-        end_ms,
-    )
-    .unwrap_or(0.0);
-    let total = scalar_at(
-        engine,
-        store,
-        &format!("sum(increase({total_sel}[{run}]))"),
-        end_ms,
-    )
-    .unwrap_or(0.0);
+    let good = engine
+        .scalar_at(store, &format!("sum(increase({good_sel}[{run}]))"), end_ms)
+        .unwrap_or(0.0);
+    let total = engine
+        .scalar_at(store, &format!("sum(increase({total_sel}[{run}]))"), end_ms)
+        .unwrap_or(0.0);
     let budget = slo.error_budget();
     let r = report(good, total, budget);
     let burn_q = |w: Duration| {

@@ -19,6 +19,7 @@
 
 mod alerts;
 mod budget;
+mod capacity;
 mod latency;
 mod percentiles;
 mod saturation;
@@ -28,6 +29,8 @@ mod throughput;
 
 #[cfg(test)]
 mod tests;
+
+pub use capacity::render_capacity;
 
 use crate::record::RunRecord;
 use plotters::coord::Shift;

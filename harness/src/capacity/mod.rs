@@ -1,0 +1,194 @@
+//! Capacity planning (`firedrill sweep`): the scenario's load at a series of rates, each step run
+//! until it is steady, judged by the scenario's thresholds; the highest rate at which they all
+//! held, the knee of latency against throughput, the workers' service times, and how many workers
+//! a target rate needs, checked by running that many.
+//!
+//! - `search` chooses the rates (given, or double-then-bisect), `steady` decides when a step's
+//!   latest span is steady (or overloaded), `step` turns a step's requests into statistics,
+//!   `knee` finds the knee, `queueing` is the queue model (M/G/c formulas and a simulation of the
+//!   server's tiered queue), `sizing` turns it into a table and a recommendation. All pure.
+//! - `sweep` is the I/O: the target, the load, the scraper, the cool-downs, the check runs.
+
+pub mod knee;
+pub mod queueing;
+pub mod search;
+pub mod sizing;
+pub mod steady;
+pub mod step;
+pub mod sweep;
+
+use queueing::JobSample;
+use reports::capacity::{AnswerRecord, KneeRecord, ServiceRecord, StepRecord};
+use std::collections::BTreeMap;
+
+/// The knee of p95 latency against throughput, per tier and for all requests (`all`), over the
+/// steps that measured anything.
+pub fn knees(steps: &[StepRecord]) -> BTreeMap<String, KneeRecord> {
+    let mut tiers: Vec<String> = steps
+        .iter()
+        .flat_map(|s| s.per_tier.keys().cloned())
+        .collect();
+    tiers.sort();
+    tiers.dedup();
+    tiers.push("all".into());
+    let mut out = BTreeMap::new();
+    for tier in tiers {
+        let rows: Vec<(&StepRecord, f64, f64)> = steps
+            .iter()
+            .filter_map(|s| {
+                let stats = if tier == "all" {
+                    &s.overall
+                } else {
+                    s.per_tier.get(&tier)?
+                };
+                let share = stats.count as f64 / s.overall.count.max(1) as f64;
+                (stats.count > 0).then_some((s, s.throughput * share, stats.latency.p95_ms))
+            })
+            .collect();
+        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.1, r.2)).collect();
+        if let Some(i) = knee::knee(&pts) {
+            out.insert(
+                tier,
+                KneeRecord {
+                    throughput: rows[i].1,
+                    p95_ms: rows[i].2,
+                    rate: rows[i].0.rate,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Worker time per model and tier, from measured samples.
+pub fn service_records(samples: &BTreeMap<(String, String), Vec<JobSample>>) -> Vec<ServiceRecord> {
+    samples
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|((model, tier), v)| {
+            let ms: Vec<f64> = v.iter().map(|s| s.service_ms).collect();
+            let q = step::quantiles(&ms);
+            let var = ms.iter().map(|x| (x - q.mean).powi(2)).sum::<f64>() / ms.len() as f64;
+            ServiceRecord {
+                model: if model.is_empty() {
+                    "(unnamed)".into()
+                } else {
+                    model.clone()
+                },
+                tier: tier.clone(),
+                scv: if q.mean > 0.0 {
+                    var / (q.mean * q.mean)
+                } else {
+                    0.0
+                },
+                rate_per_worker: if q.mean > 0.0 { 1000.0 / q.mean } else { 0.0 },
+                service_ms: q,
+            }
+        })
+        .collect()
+}
+
+/// The answer in the record's terms, with a sentence for people.
+pub fn answer_record(a: search::Answer, highest_tried: Option<f64>) -> AnswerRecord {
+    let statement = match (a.max_passing, a.min_failing) {
+        (Some(p), Some(f)) => format!(
+            "every threshold held up to {p} req/s and broke at {f} req/s: the capacity is between them ({p} req/s, +{:.3} req/s at most)",
+            f - p
+        ),
+        (Some(p), None) => format!(
+            "every threshold held at every rate tried, up to {p} req/s: the capacity is at least that (raise capacity.search.max to find it)"
+        ),
+        (None, Some(f)) => format!(
+            "a threshold broke at every rate tried, down to {f} req/s: the capacity is below that"
+        ),
+        (None, None) => format!(
+            "no step was run{}",
+            highest_tried.map_or(String::new(), |r| format!(" (highest tried {r} req/s)"))
+        ),
+    };
+    AnswerRecord {
+        max_passing_rate: a.max_passing,
+        min_failing_rate: a.min_failing,
+        uncertainty: a.uncertainty(),
+        statement,
+    }
+}
+
+/// A prediction this far from the measured p95 queue wait (relative) fails its check.
+pub const CHECK_TOLERANCE: f64 = 0.25;
+
+/// Judges a predicted p95 queue wait against the measured one: the relative error, and whether
+/// it is within [`CHECK_TOLERANCE`] or within a tenth of the mean service time `service_ms`
+/// (waits that short are the dispatcher's jitter, where a relative error means nothing).
+pub fn check_prediction(predicted_ms: f64, measured_ms: f64, service_ms: f64) -> (f64, bool) {
+    let relative = if measured_ms > 0.0 {
+        (predicted_ms - measured_ms) / measured_ms
+    } else if predicted_ms == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    let passed =
+        relative.abs() <= CHECK_TOLERANCE || (predicted_ms - measured_ms).abs() <= 0.1 * service_ms;
+    (relative, passed)
+}
+
+/// The method, in words, for the report.
+pub fn describe_method(m: &reports::capacity::Method) -> String {
+    let rates = match m.resolution {
+        Some(r) => format!(
+            "Rates were found by search: doubling from the first rate until a threshold broke, then bisecting between the highest rate that held and the lowest that broke until they were {r} req/s apart."
+        ),
+        None => "Rates were the scenario's list, in order.".to_owned(),
+    };
+    format!(
+        "{rates} Each step sent the scenario's traffic (its mix and arrival process) at a constant rate and was run until it was steady: over the latest {measure} s of answers, in {window} s windows, neither the mean latency nor the requests in flight drifted by more than {tol:.0}% (Theil–Sen slope over the span; in flight, at least 2 requests). The step's statistics and threshold verdicts are over that span only; the warm-up before it is discarded. A step whose latency and queue both kept rising was stopped as overloaded, and one not steady after {max} s failed. Between steps the load stopped, the target's queue drained and the sweep waited {cool} s. The knee is Kneedle's: the point farthest below the chord of p95 latency against throughput. Sizing: each worker count's queue wait and latency are predicted by a seeded simulation of the server's queue (c workers, non-preemptive tier priority, the scenario's arrival process, service times and overheads drawn from the requests measured at the highest passing rate), with M/G/c (Erlang C, Allen–Cunneen) beside it; the recommendation is the fewest workers whose predicted latencies meet every latency threshold.",
+        measure = m.measure_s,
+        window = m.window_s,
+        tol = m.tolerance * 100.0,
+        max = m.max_step_s,
+        cool = m.cooldown_s,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_passes_within_a_quarter_or_within_dispatch_jitter() {
+        assert_eq!(check_prediction(120.0, 100.0, 50.0), (0.2, true));
+        let (e, ok) = check_prediction(130.0, 100.0, 50.0);
+        assert!((e - 0.3).abs() < 1e-12 && !ok);
+        // 0 predicted, 3 ms measured, 100 ms jobs: jitter, not a miss.
+        let (e, ok) = check_prediction(0.0, 3.0, 100.0);
+        assert_eq!((e, ok), (-1.0, true));
+        assert!(!check_prediction(0.0, 30.0, 100.0).1);
+        assert_eq!(check_prediction(0.0, 0.0, 100.0), (0.0, true));
+    }
+
+    #[test]
+    fn the_answer_says_what_was_found() {
+        let a = answer_record(
+            search::Answer {
+                max_passing: Some(8.0),
+                min_failing: Some(9.0),
+            },
+            Some(16.0),
+        );
+        assert_eq!(a.uncertainty, Some(1.0));
+        assert!(
+            a.statement.contains("up to 8 req/s and broke at 9 req/s"),
+            "{}",
+            a.statement
+        );
+        let none = answer_record(
+            search::Answer {
+                max_passing: None,
+                min_failing: Some(1.0),
+            },
+            Some(1.0),
+        );
+        assert!(none.statement.contains("below"));
+    }
+}

@@ -1,0 +1,506 @@
+//! The sizing model: how long requests wait for a worker, given an arrival rate, the measured
+//! service times and a number of workers.
+//!
+//! Two answers, side by side:
+//!
+//! - **M/G/c, analytic** (the cross-check): Erlang C gives the probability of waiting in M/M/c;
+//!   the Allen–Cunneen approximation scales the mean wait by `(1 + cs²) / 2`, the squared
+//!   coefficient of variation of service; the tail is taken as exponential beyond the waiting
+//!   probability, so `P(W > t) = C · exp(-t · C / W̄)`.
+//! - **Simulation, the prediction**: a seeded discrete-event simulation of the queue the
+//!   reference server runs: `c` workers, non-preemptive priority by tier (turbo before fast
+//!   before relax, first come first served within a tier), arrivals from the scenario's process
+//!   (Poisson, constant or gamma gaps) and each job's service time and non-queue overhead drawn
+//!   together from the measured requests of its tier. It needs no distributional assumption, so it
+//!   is exact for the queue's model where the formula is an approximation, and it gives per-tier
+//!   quantiles of wait and latency where the formula gives an aggregate.
+//!
+//! Everything here is pure and seeded.
+
+use crate::plan::sample;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// The arrival process the model assumes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrivals {
+    /// Exponential gaps.
+    Poisson,
+    /// Evenly spaced.
+    Constant,
+    /// Gamma gaps with this squared coefficient of variation.
+    Gamma(f64),
+}
+
+/// One measured request: what the worker spent on it and what it spent outside the queue and
+/// the worker (gateway, prompt processing, network, fetching the image).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobSample {
+    /// Worker time, ms.
+    pub service_ms: f64,
+    /// Latency outside the queue and the worker, ms.
+    pub overhead_ms: f64,
+}
+
+/// A class of requests (a tier) in the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    /// Its name (the tier).
+    pub name: String,
+    /// Share of the arrivals.
+    pub share: f64,
+    /// Lower is served first.
+    pub priority: usize,
+    /// Measured requests to draw from (must not be empty).
+    pub samples: Vec<JobSample>,
+}
+
+/// Mean and squared coefficient of variation of the classes' service times, weighted by share.
+pub fn service_moments(classes: &[Class]) -> (f64, f64) {
+    let total: f64 = classes.iter().map(|c| c.share).sum();
+    let (mut m1, mut m2) = (0.0, 0.0);
+    for c in classes.iter().filter(|c| !c.samples.is_empty()) {
+        let n = c.samples.len() as f64;
+        let w = c.share / total;
+        m1 += w * c.samples.iter().map(|s| s.service_ms).sum::<f64>() / n;
+        m2 += w * c.samples.iter().map(|s| s.service_ms.powi(2)).sum::<f64>() / n;
+    }
+    let scv = if m1 > 0.0 {
+        (m2 - m1 * m1).max(0.0) / (m1 * m1)
+    } else {
+        0.0
+    };
+    (m1, scv)
+}
+
+/// Erlang C: the probability that an arrival waits in M/M/c with offered load `a` (arrival rate
+/// times mean service time) on `c` servers; 1 when `a >= c`.
+pub fn erlang_c(c: usize, a: f64) -> f64 {
+    if c == 0 || a >= c as f64 {
+        return 1.0;
+    }
+    if a <= 0.0 {
+        return 0.0;
+    }
+    // Erlang B by its stable recursion, then C from B.
+    let mut b = 1.0;
+    for k in 1..=c {
+        b = a * b / (k as f64 + a * b);
+    }
+    let c = c as f64;
+    c * b / (c - a * (1.0 - b))
+}
+
+/// The analytic M/G/c answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Analytic {
+    /// Utilization of the workers.
+    pub utilization: f64,
+    /// Probability of waiting at all.
+    pub p_wait: f64,
+    /// Mean wait, ms (infinite when overloaded).
+    pub mean_wait_ms: f64,
+    /// 95th percentile of the wait, ms.
+    pub p95_wait_ms: f64,
+}
+
+/// M/G/c by Erlang C and Allen–Cunneen: `rate` per second, mean service `mean_ms` with squared
+/// coefficient of variation `scv`, on `c` workers.
+pub fn mgc(rate: f64, mean_ms: f64, scv: f64, c: usize) -> Analytic {
+    let a = rate * mean_ms / 1000.0;
+    let utilization = a / c as f64;
+    if utilization >= 1.0 {
+        return Analytic {
+            utilization,
+            p_wait: 1.0,
+            mean_wait_ms: f64::INFINITY,
+            p95_wait_ms: f64::INFINITY,
+        };
+    }
+    let p_wait = erlang_c(c, a);
+    let mm_wait = p_wait * mean_ms / (c as f64 - a);
+    let mean_wait_ms = mm_wait * (1.0 + scv) / 2.0;
+    let p95_wait_ms = if p_wait <= 0.05 {
+        0.0
+    } else {
+        mean_wait_ms / p_wait * (p_wait / 0.05).ln()
+    };
+    Analytic {
+        utilization,
+        p_wait,
+        mean_wait_ms,
+        p95_wait_ms,
+    }
+}
+
+/// What a simulation is of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimInput {
+    /// Arrivals per second, all classes together.
+    pub rate: f64,
+    /// Their process.
+    pub arrivals: Arrivals,
+    /// The classes.
+    pub classes: Vec<Class>,
+    /// Workers.
+    pub workers: usize,
+    /// Jobs to simulate (the first tenth warms the queue up and is not counted).
+    pub jobs: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Sorted waits and latencies of one class (or all), ms.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Waits {
+    /// Queue waits, sorted.
+    pub wait_ms: Vec<f64>,
+    /// Latencies (overhead + wait + service), sorted.
+    pub latency_ms: Vec<f64>,
+}
+
+impl Waits {
+    /// The `q` quantile (0..1) of the wait, ms.
+    pub fn wait_quantile(&self, q: f64) -> f64 {
+        quantile(&self.wait_ms, q)
+    }
+
+    /// The `q` quantile (0..1) of the latency, ms.
+    pub fn latency_quantile(&self, q: f64) -> f64 {
+        quantile(&self.latency_ms, q)
+    }
+
+    /// Mean wait, ms.
+    pub fn mean_wait_ms(&self) -> f64 {
+        if self.wait_ms.is_empty() {
+            return 0.0;
+        }
+        self.wait_ms.iter().sum::<f64>() / self.wait_ms.len() as f64
+    }
+
+    /// Share of jobs that waited at all.
+    pub fn p_wait(&self) -> f64 {
+        if self.wait_ms.is_empty() {
+            return 0.0;
+        }
+        self.wait_ms.iter().filter(|&&w| w > 1e-9).count() as f64 / self.wait_ms.len() as f64
+    }
+}
+
+/// The `q` quantile of sorted `v` (the value at rank `ceil(q n)`, as HdrHistogram reports it).
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// What a simulation found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOutput {
+    /// Per class, in the input's order.
+    pub per_class: Vec<Waits>,
+    /// All classes together.
+    pub overall: Waits,
+    /// Busy time over capacity (workers × simulated time).
+    pub utilization: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    class: usize,
+    arrival: f64,
+    sample: JobSample,
+}
+
+/// Min-heap entry of a worker's next free time.
+#[derive(Debug, PartialEq)]
+struct Free(f64);
+
+impl Eq for Free {}
+
+impl PartialOrd for Free {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Free {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0)
+    }
+}
+
+/// Runs the simulation (times in ms).
+pub fn simulate(input: &SimInput) -> SimOutput {
+    let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
+    let classes: Vec<&Class> = input.classes.iter().collect();
+    let total_share: f64 = classes.iter().map(|c| c.share).sum();
+    let gap_ms = 1000.0 / input.rate;
+    let workers = input.workers.max(1);
+    // Queues by priority rank; within one, arrival order.
+    let mut ranks: Vec<usize> = classes.iter().map(|c| c.priority).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let rank_of: Vec<usize> = classes
+        .iter()
+        .map(|c| ranks.iter().position(|&r| r == c.priority).unwrap_or(0))
+        .collect();
+    let mut queues: Vec<VecDeque<Job>> = vec![VecDeque::new(); ranks.len()];
+    let mut free: BinaryHeap<Free> = (0..workers).map(|_| Free(0.0)).collect();
+    let warm = input.jobs / 10;
+    let mut per_class: Vec<Waits> = vec![Waits::default(); classes.len()];
+    let mut overall = Waits::default();
+    let mut busy = 0.0;
+    let mut t = 0.0;
+    let mut served = 0usize;
+    let mut start_counted = None;
+    let mut end = 0.0f64;
+    let mut serve = |job: Job, at: f64, free: &mut BinaryHeap<Free>| {
+        let wait = at - job.arrival;
+        let done = at + job.sample.service_ms;
+        free.push(Free(done));
+        if served >= warm {
+            start_counted.get_or_insert(job.arrival);
+            busy += job.sample.service_ms;
+            end = end.max(done);
+            let latency = job.sample.overhead_ms + wait + job.sample.service_ms;
+            per_class[job.class].wait_ms.push(wait);
+            per_class[job.class].latency_ms.push(latency);
+            overall.wait_ms.push(wait);
+            overall.latency_ms.push(latency);
+        }
+        served += 1;
+    };
+    for _ in 0..input.jobs {
+        t += match input.arrivals {
+            Arrivals::Poisson => gap_ms * sample::exponential(&mut rng),
+            Arrivals::Constant => gap_ms,
+            Arrivals::Gamma(scv) => {
+                let shape = 1.0 / scv.max(1e-6);
+                gap_ms * sample::gamma(&mut rng, shape) / shape
+            }
+        };
+        let class = pick(&mut rng, &classes, total_share);
+        let samples = &classes[class].samples;
+        let job = Job {
+            class,
+            arrival: t,
+            sample: samples[rng.random_range(0..samples.len())],
+        };
+        // Workers that free up before this arrival take queued work first, best priority first.
+        while let Some(next) = free.peek().map(|f| f.0) {
+            if next > t {
+                break;
+            }
+            let Some(q) = queues.iter_mut().find(|q| !q.is_empty()) else {
+                break;
+            };
+            let waiting = q.pop_front().expect("a non-empty queue");
+            free.pop();
+            serve(waiting, next, &mut free);
+        }
+        match free.peek().map(|f| f.0) {
+            Some(next) if next <= t && queues.iter().all(VecDeque::is_empty) => {
+                free.pop();
+                serve(job, t, &mut free);
+            }
+            _ => queues[rank_of[class]].push_back(job),
+        }
+    }
+    // Drain what is still queued.
+    while let Some(q) = queues.iter_mut().find(|q| !q.is_empty()) {
+        let waiting = q.pop_front().expect("a non-empty queue");
+        let at = free.pop().map_or(0.0, |f| f.0).max(waiting.arrival);
+        serve(waiting, at, &mut free);
+    }
+    for w in per_class.iter_mut().chain([&mut overall]) {
+        w.wait_ms.sort_by(f64::total_cmp);
+        w.latency_ms.sort_by(f64::total_cmp);
+    }
+    let span = end - start_counted.unwrap_or(0.0);
+    SimOutput {
+        per_class,
+        overall,
+        utilization: if span > 0.0 {
+            busy / (span * workers as f64)
+        } else {
+            0.0
+        },
+    }
+}
+
+fn pick<R: RngExt>(rng: &mut R, classes: &[&Class], total: f64) -> usize {
+    let mut x = rng.random::<f64>() * total;
+    for (i, c) in classes.iter().enumerate() {
+        if x < c.share {
+            return i;
+        }
+        x -= c.share;
+    }
+    classes.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp_samples(mean: f64, n: usize, seed: u64) -> Vec<JobSample> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| JobSample {
+                service_ms: mean * sample::exponential(&mut rng),
+                overhead_ms: 0.0,
+            })
+            .collect()
+    }
+
+    fn one_class(samples: Vec<JobSample>) -> Vec<Class> {
+        vec![Class {
+            name: "turbo".into(),
+            share: 1.0,
+            priority: 0,
+            samples,
+        }]
+    }
+
+    #[test]
+    fn erlang_c_matches_known_values() {
+        // c = 1: P(wait) = rho.
+        assert!((erlang_c(1, 0.7) - 0.7).abs() < 1e-12);
+        // c = 2, a = 1: 1/3.
+        assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
+        // c = 10, a = 8 (textbook): 0.4092.
+        assert!((erlang_c(10, 8.0) - 0.4092).abs() < 1e-3);
+        assert_eq!(erlang_c(2, 2.0), 1.0);
+    }
+
+    #[test]
+    fn simulated_mm1_and_mmc_agree_with_the_formulas() {
+        // M/M/1 at rho 0.8, mean service 100 ms: mean wait 400 ms, p95 wait
+        // ln(0.8 / 0.05) / (mu - lambda) = 2.77 / 2 per second = 1386 ms, exactly.
+        let input = SimInput {
+            rate: 8.0,
+            arrivals: Arrivals::Poisson,
+            classes: one_class(exp_samples(100.0, 50_000, 1)),
+            workers: 1,
+            jobs: 400_000,
+            seed: 2,
+        };
+        let out = simulate(&input);
+        let (m, scv) = service_moments(&input.classes);
+        let a = mgc(8.0, m, scv, 1);
+        let sim_p95 = out.overall.wait_quantile(0.95);
+        // The samples' own mean is a little off 100 ms, and at 80% utilization that moves the
+        // wait: compare with the formula on the samples' moments (Pollaczek–Khinchine, exact for
+        // one server), and the formula with the exact ones.
+        let sim_mean = out.overall.mean_wait_ms();
+        assert!(
+            (sim_mean / a.mean_wait_ms - 1.0).abs() < 0.05,
+            "{sim_mean} vs {a:?}"
+        );
+        assert!(
+            (sim_p95 / a.p95_wait_ms - 1.0).abs() < 0.06,
+            "{sim_p95} vs {a:?}"
+        );
+        let exact = mgc(8.0, 100.0, 1.0, 1);
+        assert!((exact.mean_wait_ms - 400.0).abs() < 1e-9);
+        assert!((exact.p95_wait_ms / 1386.3 - 1.0).abs() < 1e-3, "{exact:?}");
+        assert!((out.utilization - 0.8).abs() < 0.03, "{}", out.utilization);
+        // M/M/3 at rho 0.8: Erlang C's mean wait.
+        let input = SimInput {
+            rate: 24.0,
+            workers: 3,
+            ..input
+        };
+        let out = simulate(&input);
+        let a = mgc(24.0, m, scv, 3);
+        assert!(
+            (out.overall.p_wait() / a.p_wait - 1.0).abs() < 0.05,
+            "{} vs {a:?}",
+            out.overall.p_wait()
+        );
+        assert!(
+            (out.overall.mean_wait_ms() / a.mean_wait_ms - 1.0).abs() < 0.08,
+            "{} vs {a:?}",
+            out.overall.mean_wait_ms()
+        );
+    }
+
+    #[test]
+    fn deterministic_service_waits_half_as_long_and_priority_shields_the_first_tier() {
+        let det: Vec<JobSample> = vec![
+            JobSample {
+                service_ms: 100.0,
+                overhead_ms: 5.0,
+            };
+            10
+        ];
+        let input = SimInput {
+            rate: 8.0,
+            arrivals: Arrivals::Poisson,
+            classes: one_class(det.clone()),
+            workers: 1,
+            jobs: 300_000,
+            seed: 3,
+        };
+        // M/D/1: Pollaczek–Khinchine, half the M/M/1 wait: 200 ms.
+        let out = simulate(&input);
+        assert!(
+            (out.overall.mean_wait_ms() / 200.0 - 1.0).abs() < 0.05,
+            "{}",
+            out.overall.mean_wait_ms()
+        );
+        let a = mgc(8.0, 100.0, 0.0, 1);
+        assert!((a.mean_wait_ms - 200.0).abs() < 1e-9);
+        // Latency adds the overhead and the service.
+        assert!((out.overall.latency_quantile(0.0001) - 105.0).abs() < 1e-9);
+        // Two tiers, same work: the first-priority one waits far less than the other.
+        let classes = vec![
+            Class {
+                name: "turbo".into(),
+                share: 1.0,
+                priority: 0,
+                samples: det.clone(),
+            },
+            Class {
+                name: "fast".into(),
+                share: 1.0,
+                priority: 1,
+                samples: det,
+            },
+        ];
+        let out = simulate(&SimInput { classes, ..input });
+        let (hi, lo) = (
+            out.per_class[0].mean_wait_ms(),
+            out.per_class[1].mean_wait_ms(),
+        );
+        // Cobham: W_k = W0 / ((1 - s_{k-1})(1 - s_k)), W0 = 40 ms: 66.7 and 333 ms.
+        assert!((hi / 66.7 - 1.0).abs() < 0.06, "{hi}");
+        assert!((lo / 333.3 - 1.0).abs() < 0.06, "{lo}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_answer() {
+        let input = SimInput {
+            rate: 5.0,
+            arrivals: Arrivals::Gamma(2.0),
+            classes: one_class(exp_samples(100.0, 1000, 4)),
+            workers: 1,
+            jobs: 20_000,
+            seed: 9,
+        };
+        assert_eq!(simulate(&input), simulate(&input));
+        // Burstier arrivals wait longer than evenly spaced ones.
+        let bursty = simulate(&input).overall.mean_wait_ms();
+        let even = simulate(&SimInput {
+            arrivals: Arrivals::Constant,
+            ..input
+        })
+        .overall
+        .mean_wait_ms();
+        assert!(bursty > 2.0 * even, "{bursty} vs {even}");
+    }
+}
