@@ -196,6 +196,10 @@ async fn spawn_reference_server(
         .arg(&config_path)
         .arg("--listen")
         .arg("127.0.0.1:0");
+    // candle reads it at every matrix product: one thread each keeps workers from sharing cores.
+    if let Some(n) = rs.compute_threads {
+        cmd.env("RAYON_NUM_THREADS", n.to_string());
+    }
     // The admin API is only opened for a drill with server faults, on loopback, with a token made
     // for this run and handed over in the environment (never on the command line).
     let token = admin.then(|| format!("{:032x}", rand::random::<u128>()));

@@ -33,8 +33,11 @@ pub struct CapacityRecord {
     pub answer: AnswerRecord,
     /// The knee of p95 latency against throughput, per tier and for all requests (`all`).
     pub knees: BTreeMap<String, KneeRecord>,
-    /// Worker time per model and tier, from the target's per-request timings.
+    /// Worker time per model and tier, from the target's per-request timings (as measured,
+    /// contention included).
     pub service: Vec<ServiceRecord>,
+    /// How busy workers slowed each other, fitted on every measured request.
+    pub contention: Option<ContentionRecord>,
     /// How many workers each target rate needs.
     pub sizing: Vec<SizingRecord>,
     /// Predictions checked by running the recommended configuration.
@@ -81,6 +84,9 @@ pub struct StepRecord {
     pub measured_s: f64,
     /// Latency change over the measured span, relative.
     pub latency_drift: f64,
+    /// Requests the schedule offered per second over the span (random arrivals stray from the
+    /// nominal rate).
+    pub offered_rate: f64,
     /// Answers per second over the span (any outcome).
     pub throughput: f64,
     /// Successful answers per second over the span.
@@ -165,6 +171,18 @@ pub struct ServiceRecord {
     pub rate_per_worker: f64,
 }
 
+/// Worker time against the number of other jobs in service: `alone_ms + per_other_ms × others`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentionRecord {
+    /// Worker time with no other job in service, ms.
+    pub alone_ms: f64,
+    /// Added per other job in service, ms (about 0 for workers on separate GPUs).
+    pub per_other_ms: f64,
+    /// Requests the fit used.
+    pub samples: u64,
+}
+
 /// The sizing for one target rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,9 +223,13 @@ pub struct ValidationRecord {
     pub rate: f64,
     /// Workers run.
     pub workers: usize,
-    /// Predicted p95 queue wait (simulation), ms.
+    /// The arrival rate the check's span really had (its schedule is random), req/s.
+    pub realized_rate: f64,
+    /// The sizing table's prediction at the target rate (simulation), ms.
+    pub sizing_p95_wait_ms: f64,
+    /// Predicted p95 queue wait at the realized rate (simulation; what the check judges), ms.
     pub predicted_p95_wait_ms: f64,
-    /// Predicted p95 queue wait (M/G/c), ms.
+    /// Predicted p95 queue wait at the realized rate (M/G/c), ms.
     pub mgc_p95_wait_ms: f64,
     /// Measured p95 queue wait, ms.
     pub measured_p95_wait_ms: f64,
@@ -216,12 +238,21 @@ pub struct ValidationRecord {
     /// Within tolerance: 25% of the measured value, or a tenth of a mean service time (waits
     /// that short are dispatch jitter, where a relative error means nothing).
     pub passed: bool,
-    /// Mean worker time the prediction assumed, ms.
+    /// Mean worker time the prediction assumed (contention at the predicted utilization), ms.
     pub predicted_service_ms: f64,
     /// Mean worker time measured in the check, ms.
     pub measured_service_ms: f64,
     /// The check's run as a step (its thresholds included).
     pub step: StepRecord,
+}
+
+/// `1 worker`, `2 workers`.
+pub fn workers(n: usize) -> String {
+    if n == 1 {
+        "1 worker".into()
+    } else {
+        format!("{n} workers")
+    }
 }
 
 impl CapacityRecord {

@@ -5,7 +5,7 @@
 
 use crate::capacity::{CapacityRecord, StepRecord};
 use crate::documents::render_plots;
-use crate::html::{escape, head, num, plots_section};
+use crate::html::{escape, fmt_g, head, num, plots_section};
 use crate::summary::md;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -76,7 +76,7 @@ pub fn render_md(r: &CapacityRecord) -> String {
             md(tier),
             num(k.throughput, 2),
             num(k.p95_ms, 0),
-            num(k.rate, 3)
+            fmt_g(k.rate)
         );
     }
     let _ = writeln!(
@@ -87,7 +87,7 @@ pub fn render_md(r: &CapacityRecord) -> String {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {}% | {} | {} | {} |",
-            num(s.rate, 3),
+            fmt_g(s.rate),
             s.state,
             num(s.throughput, 2),
             md(&tier_p95(s)),
@@ -121,13 +121,22 @@ pub fn render_md(r: &CapacityRecord) -> String {
             );
         }
     }
+    if let Some(c) = &r.contention {
+        let _ = writeln!(
+            o,
+            "\nWorker time ≈ {} ms alone + {} ms per other job in service (fitted on {} requests).",
+            num(c.alone_ms, 1),
+            num(c.per_other_ms, 1),
+            c.samples
+        );
+    }
     for z in &r.sizing {
         let _ = writeln!(
             o,
             "\n**Sizing for {} req/s:** {}\n\n| workers | utilization | P(wait) | p95 wait ms (simulated) | p95 wait ms (M/G/c) | predicted latency | meets |\n|---:|---:|---:|---:|---:|---|---|",
-            num(z.rate, 3),
+            fmt_g(z.rate),
             z.recommended
-                .map_or("no worker count meets the thresholds".into(), |c| format!("{c} workers"))
+                .map_or("no worker count meets the thresholds".into(), crate::capacity::workers)
         );
         for row in &z.rows {
             let lat = row
@@ -157,13 +166,14 @@ pub fn render_md(r: &CapacityRecord) -> String {
     if !r.validation.is_empty() {
         let _ = writeln!(
             o,
-            "\n**Checks** (the recommended configuration, run)\n\n| rate | workers | p95 wait predicted | M/G/c | measured | error | service assumed → measured | check |\n|---:|---:|---:|---:|---:|---:|---|---|"
+            "\n**Checks** (the recommended configuration, run; predictions at the rate the span really had)\n\n| rate (realized) | workers | p95 wait predicted | M/G/c | measured | error | service assumed → measured | check |\n|---:|---:|---:|---:|---:|---:|---|---|"
         );
         for v in &r.validation {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} ms | {} ms | {} ms | {:+.0}% | {} → {} ms | {} |",
-                num(v.rate, 3),
+                "| {} ({}) | {} | {} ms | {} ms | {} ms | {:+.0}% | {} → {} ms | {} |",
+                fmt_g(v.rate),
+                num(v.realized_rate, 2),
                 v.workers,
                 num(v.predicted_p95_wait_ms, 0),
                 num(v.mgc_p95_wait_ms, 0),
@@ -219,7 +229,7 @@ pub fn render_html(r: &CapacityRecord) -> String {
                 e(t),
                 num(k.throughput, 2),
                 num(k.p95_ms, 0),
-                num(k.rate, 3)
+                fmt_g(k.rate)
             );
         }
         h.push_str("</table>\n");
@@ -256,7 +266,7 @@ pub fn render_html(r: &CapacityRecord) -> String {
             h,
             "<tr{}><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{lat}</td><td class=\"num\">{}%</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{checks}</td></tr>",
             if s.passed { "" } else { " class=\"failed\"" },
-            num(s.rate, 3),
+            fmt_g(s.rate),
             e(&s.state),
             num(s.warmup_s, 0),
             num(s.throughput, 2),
@@ -289,13 +299,22 @@ pub fn render_html(r: &CapacityRecord) -> String {
         }
         h.push_str("</table>\n");
     }
+    if let Some(c) = &r.contention {
+        let _ = writeln!(
+            h,
+            "<p>Worker time ≈ <b>{} ms</b> alone + <b>{} ms</b> per other job in service (least squares over {} requests; about 0 for workers on separate GPUs).</p>",
+            num(c.alone_ms, 1),
+            num(c.per_other_ms, 1),
+            c.samples
+        );
+    }
     for z in &r.sizing {
         let _ = writeln!(
             h,
             "<h2>Sizing for {} req/s: {}</h2>\n<table><tr><th class=\"num\">workers</th><th class=\"num\">utilization</th><th class=\"num\">P(wait)</th><th class=\"num\">p95 wait (simulated)</th><th class=\"num\">p95 wait (M/G/c)</th><th>predicted latency</th><th>meets</th></tr>",
-            num(z.rate, 3),
+            fmt_g(z.rate),
             z.recommended
-                .map_or("no worker count meets the thresholds".into(), |c| format!("{c} workers"))
+                .map_or("no worker count meets the thresholds".into(), crate::capacity::workers)
         );
         for row in &z.rows {
             let lat = row
@@ -319,7 +338,7 @@ pub fn render_html(r: &CapacityRecord) -> String {
         h.push_str("</table>\n");
     }
     if !r.validation.is_empty() {
-        h.push_str("<h2>Checks: the recommended configuration, run</h2>\n<table><tr><th class=\"num\">rate</th><th class=\"num\">workers</th><th class=\"num\">p95 wait predicted</th><th class=\"num\">M/G/c</th><th class=\"num\">measured</th><th class=\"num\">error</th><th class=\"num\">worker time assumed → measured</th><th>check</th><th>thresholds</th></tr>\n");
+        h.push_str("<h2>Checks: the recommended configuration, run</h2>\n<p>Predictions are from the sweep's measurements, at the arrival rate the check's span really had (its schedule is random; the sizing table's figure is at the target rate).</p>\n<table><tr><th class=\"num\">rate (realized)</th><th class=\"num\">workers</th><th class=\"num\">p95 wait predicted</th><th class=\"num\">M/G/c</th><th class=\"num\">measured</th><th class=\"num\">error</th><th class=\"num\">worker time assumed → measured</th><th>check</th><th>thresholds</th></tr>\n");
         for v in &r.validation {
             let checks = v
                 .step
@@ -336,8 +355,9 @@ pub fn render_html(r: &CapacityRecord) -> String {
                 .join(", ");
             let _ = writeln!(
                 h,
-                "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{:+.0}%</td><td class=\"num\">{} → {} ms</td><td>{}</td><td>{checks}</td></tr>",
-                num(v.rate, 3),
+                "<tr><td class=\"num\">{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{:+.0}%</td><td class=\"num\">{} → {} ms</td><td>{}</td><td>{checks}</td></tr>",
+                fmt_g(v.rate),
+                num(v.realized_rate, 2),
                 v.workers,
                 num(v.predicted_p95_wait_ms, 0),
                 num(v.mgc_p95_wait_ms, 0),

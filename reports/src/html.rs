@@ -573,7 +573,7 @@ pub(crate) fn plots_section(h: &mut String, plots: &[HtmlPlot], empty: &str) {
 
 /// A number for people: integers without a fraction, others with up to four significant
 /// decimals and no trailing zeros.
-fn fmt_g(v: f64) -> String {
+pub(crate) fn fmt_g(v: f64) -> String {
     if !v.is_finite() {
         return "–".into();
     }

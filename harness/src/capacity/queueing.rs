@@ -20,7 +20,7 @@
 use crate::plan::sample;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 /// The arrival process the model assumes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,10 +37,85 @@ pub enum Arrivals {
 /// the worker (gateway, prompt processing, network, fetching the image).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JobSample {
-    /// Worker time, ms.
+    /// Worker time, ms. In a simulation: the time it takes on a worker that is alone (slowed by
+    /// the input's `contention` when others are busy).
     pub service_ms: f64,
     /// Latency outside the queue and the worker, ms.
     pub overhead_ms: f64,
+    /// How many other jobs were in service beside it, on average over its service (measured;
+    /// what [`fit_contention`] regresses on).
+    pub others: f64,
+}
+
+/// How much busy workers slow each other: worker time ≈ `alone_ms` + `per_other_ms` × (other
+/// jobs in service). Workers on separate GPUs do not interfere (`per_other_ms` ≈ 0); workers
+/// that share a host, a GPU (MIG, time slicing) or a CPU (the reference server on a laptop) do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Contention {
+    /// Worker time with no other job in service, ms.
+    pub alone_ms: f64,
+    /// Added per other job in service, ms.
+    pub per_other_ms: f64,
+}
+
+impl Contention {
+    /// The slowdown per other busy worker, relative: a worker with `n` others busy runs at
+    /// `1 / (1 + k n)` of its speed alone.
+    pub fn k(&self) -> f64 {
+        if self.alone_ms > 0.0 {
+            self.per_other_ms / self.alone_ms
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Least squares of worker time against the other jobs in service, over `samples`; a negative
+/// slope (noise) is taken as none.
+pub fn fit_contention(samples: &[JobSample]) -> Contention {
+    let n = samples.len() as f64;
+    if samples.is_empty() {
+        return Contention {
+            alone_ms: 0.0,
+            per_other_ms: 0.0,
+        };
+    }
+    let mx = samples.iter().map(|s| s.others).sum::<f64>() / n;
+    let my = samples.iter().map(|s| s.service_ms).sum::<f64>() / n;
+    let sxx: f64 = samples.iter().map(|s| (s.others - mx).powi(2)).sum();
+    let sxy: f64 = samples
+        .iter()
+        .map(|s| (s.others - mx) * (s.service_ms - my))
+        .sum();
+    let b = if sxx > 1e-9 {
+        (sxy / sxx).max(0.0)
+    } else {
+        0.0
+    };
+    let a = my - b * mx;
+    if a <= 0.0 {
+        return Contention {
+            alone_ms: my,
+            per_other_ms: 0.0,
+        };
+    }
+    Contention {
+        alone_ms: a,
+        per_other_ms: b,
+    }
+}
+
+/// Worker utilization with contention `k` at `rate` per second, mean alone time `work_ms` and `c`
+/// workers: the fixed point of `rho = rate * S / c` with `S = work * (1 + k (c - 1) rho)` (each
+/// busy worker sees the others busy at the utilization); infinite when there is none below 1.
+pub fn utilization(rate: f64, work_ms: f64, k: f64, c: usize) -> f64 {
+    let c = c.max(1) as f64;
+    let base = rate * work_ms / 1000.0 / c;
+    let denom = 1.0 - base * k * (c - 1.0);
+    if denom <= 0.0 {
+        return f64::INFINITY;
+    }
+    base / denom
 }
 
 /// A class of requests (a tier) in the model.
@@ -145,6 +220,8 @@ pub struct SimInput {
     pub classes: Vec<Class>,
     /// Workers.
     pub workers: usize,
+    /// Slowdown per other busy worker ([`Contention::k`]); 0 for independent workers.
+    pub contention: f64,
     /// Jobs to simulate (the first tenth warms the queue up and is not counted).
     pub jobs: usize,
     /// Seed.
@@ -215,31 +292,52 @@ struct Job {
     sample: JobSample,
 }
 
-/// Min-heap entry of a worker's next free time.
-#[derive(Debug, PartialEq)]
-struct Free(f64);
+/// A job on a worker: its index, when it started and the work (ms at full speed) it has left.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    index: usize,
+    job: Job,
+    start: f64,
+    left: f64,
+}
 
-impl Eq for Free {}
+/// What the simulation accumulates.
+struct Tally {
+    warm: usize,
+    per_class: Vec<Waits>,
+    overall: Waits,
+    busy: f64,
+    first: Option<f64>,
+    last: f64,
+}
 
-impl PartialOrd for Free {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+impl Tally {
+    fn done(&mut self, r: &Running, end: f64) {
+        if r.index < self.warm {
+            return;
+        }
+        let wait = r.start - r.job.arrival;
+        let latency = r.job.sample.overhead_ms + (end - r.job.arrival);
+        self.first.get_or_insert(r.job.arrival);
+        self.busy += end - r.start;
+        self.last = self.last.max(end);
+        for w in [&mut self.per_class[r.job.class], &mut self.overall] {
+            w.wait_ms.push(wait);
+            w.latency_ms.push(latency);
+        }
     }
 }
 
-impl Ord for Free {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.0.total_cmp(&self.0)
-    }
-}
-
-/// Runs the simulation (times in ms).
+/// Runs the simulation (times in ms). Workers run at `1 / (1 + k (n - 1))` of their speed alone
+/// while `n` of them are busy; with `k = 0` this is the plain multi-server queue.
 pub fn simulate(input: &SimInput) -> SimOutput {
     let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
     let classes: Vec<&Class> = input.classes.iter().collect();
     let total_share: f64 = classes.iter().map(|c| c.share).sum();
     let gap_ms = 1000.0 / input.rate;
     let workers = input.workers.max(1);
+    let k = input.contention.max(0.0);
+    let speed = |n: usize| 1.0 / (1.0 + k * n.saturating_sub(1) as f64);
     // Queues by priority rank; within one, arrival order.
     let mut ranks: Vec<usize> = classes.iter().map(|c| c.priority).collect();
     ranks.sort_unstable();
@@ -248,79 +346,96 @@ pub fn simulate(input: &SimInput) -> SimOutput {
         .iter()
         .map(|c| ranks.iter().position(|&r| r == c.priority).unwrap_or(0))
         .collect();
-    let mut queues: Vec<VecDeque<Job>> = vec![VecDeque::new(); ranks.len()];
-    let mut free: BinaryHeap<Free> = (0..workers).map(|_| Free(0.0)).collect();
-    let warm = input.jobs / 10;
-    let mut per_class: Vec<Waits> = vec![Waits::default(); classes.len()];
-    let mut overall = Waits::default();
-    let mut busy = 0.0;
-    let mut t = 0.0;
-    let mut served = 0usize;
-    let mut start_counted = None;
-    let mut end = 0.0f64;
-    let mut serve = |job: Job, at: f64, free: &mut BinaryHeap<Free>| {
-        let wait = at - job.arrival;
-        let done = at + job.sample.service_ms;
-        free.push(Free(done));
-        if served >= warm {
-            start_counted.get_or_insert(job.arrival);
-            busy += job.sample.service_ms;
-            end = end.max(done);
-            let latency = job.sample.overhead_ms + wait + job.sample.service_ms;
-            per_class[job.class].wait_ms.push(wait);
-            per_class[job.class].latency_ms.push(latency);
-            overall.wait_ms.push(wait);
-            overall.latency_ms.push(latency);
-        }
-        served += 1;
+    let mut queues: Vec<VecDeque<(usize, Job)>> = vec![VecDeque::new(); ranks.len()];
+    let mut running: Vec<Running> = Vec::with_capacity(workers);
+    let mut tally = Tally {
+        warm: input.jobs / 10,
+        per_class: vec![Waits::default(); classes.len()],
+        overall: Waits::default(),
+        busy: 0.0,
+        first: None,
+        last: 0.0,
     };
-    for _ in 0..input.jobs {
-        t += match input.arrivals {
-            Arrivals::Poisson => gap_ms * sample::exponential(&mut rng),
-            Arrivals::Constant => gap_ms,
-            Arrivals::Gamma(scv) => {
-                let shape = 1.0 / scv.max(1e-6);
-                gap_ms * sample::gamma(&mut rng, shape) / shape
-            }
+    let mut now = 0.0f64;
+    let mut next_arrival = 0.0f64;
+    let mut arrived = 0usize;
+    loop {
+        // The next completion at the current speed, and the next arrival.
+        let v = speed(running.len());
+        let completion = running
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.left.total_cmp(&b.1.left))
+            .map(|(i, r)| (i, now + r.left / v));
+        let arrival = (arrived < input.jobs).then_some(next_arrival);
+        let to = match (completion, arrival) {
+            (None, None) => break,
+            (Some((_, tc)), Some(ta)) => tc.min(ta),
+            (Some((_, tc)), None) => tc,
+            (None, Some(ta)) => ta,
         };
-        let class = pick(&mut rng, &classes, total_share);
-        let samples = &classes[class].samples;
-        let job = Job {
-            class,
-            arrival: t,
-            sample: samples[rng.random_range(0..samples.len())],
-        };
-        // Workers that free up before this arrival take queued work first, best priority first.
-        while let Some(next) = free.peek().map(|f| f.0) {
-            if next > t {
-                break;
-            }
-            let Some(q) = queues.iter_mut().find(|q| !q.is_empty()) else {
-                break;
-            };
-            let waiting = q.pop_front().expect("a non-empty queue");
-            free.pop();
-            serve(waiting, next, &mut free);
+        for r in running.iter_mut() {
+            r.left -= (to - now) * v;
         }
-        match free.peek().map(|f| f.0) {
-            Some(next) if next <= t && queues.iter().all(VecDeque::is_empty) => {
-                free.pop();
-                serve(job, t, &mut free);
+        now = to;
+        match completion {
+            Some((i, tc)) if arrival.is_none_or(|ta| tc <= ta) => {
+                let r = running.swap_remove(i);
+                tally.done(&r, now);
+                if let Some(q) = queues.iter_mut().find(|q| !q.is_empty()) {
+                    let (index, job) = q.pop_front().expect("a non-empty queue");
+                    running.push(Running {
+                        index,
+                        job,
+                        start: now,
+                        left: job.sample.service_ms,
+                    });
+                }
             }
-            _ => queues[rank_of[class]].push_back(job),
+            _ => {
+                let class = pick(&mut rng, &classes, total_share);
+                let samples = &classes[class].samples;
+                let job = Job {
+                    class,
+                    arrival: now,
+                    sample: samples[rng.random_range(0..samples.len())],
+                };
+                if running.len() < workers {
+                    running.push(Running {
+                        index: arrived,
+                        job,
+                        start: now,
+                        left: job.sample.service_ms,
+                    });
+                } else {
+                    queues[rank_of[class]].push_back((arrived, job));
+                }
+                arrived += 1;
+                next_arrival = now
+                    + match input.arrivals {
+                        Arrivals::Poisson => gap_ms * sample::exponential(&mut rng),
+                        Arrivals::Constant => gap_ms,
+                        Arrivals::Gamma(scv) => {
+                            let shape = 1.0 / scv.max(1e-6);
+                            gap_ms * sample::gamma(&mut rng, shape) / shape
+                        }
+                    };
+            }
         }
     }
-    // Drain what is still queued.
-    while let Some(q) = queues.iter_mut().find(|q| !q.is_empty()) {
-        let waiting = q.pop_front().expect("a non-empty queue");
-        let at = free.pop().map_or(0.0, |f| f.0).max(waiting.arrival);
-        serve(waiting, at, &mut free);
-    }
+    let Tally {
+        mut per_class,
+        mut overall,
+        busy,
+        first,
+        last,
+        ..
+    } = tally;
     for w in per_class.iter_mut().chain([&mut overall]) {
         w.wait_ms.sort_by(f64::total_cmp);
         w.latency_ms.sort_by(f64::total_cmp);
     }
-    let span = end - start_counted.unwrap_or(0.0);
+    let span = last - first.unwrap_or(0.0);
     SimOutput {
         per_class,
         overall,
@@ -353,6 +468,7 @@ mod tests {
             .map(|_| JobSample {
                 service_ms: mean * sample::exponential(&mut rng),
                 overhead_ms: 0.0,
+                others: 0.0,
             })
             .collect()
     }
@@ -386,7 +502,8 @@ mod tests {
             arrivals: Arrivals::Poisson,
             classes: one_class(exp_samples(100.0, 50_000, 1)),
             workers: 1,
-            jobs: 400_000,
+            contention: 0.0,
+            jobs: 1_000_000,
             seed: 2,
         };
         let out = simulate(&input);
@@ -435,6 +552,7 @@ mod tests {
             JobSample {
                 service_ms: 100.0,
                 overhead_ms: 5.0,
+                others: 0.0,
             };
             10
         ];
@@ -443,6 +561,7 @@ mod tests {
             arrivals: Arrivals::Poisson,
             classes: one_class(det.clone()),
             workers: 1,
+            contention: 0.0,
             jobs: 300_000,
             seed: 3,
         };
@@ -489,6 +608,7 @@ mod tests {
             arrivals: Arrivals::Gamma(2.0),
             classes: one_class(exp_samples(100.0, 1000, 4)),
             workers: 1,
+            contention: 0.0,
             jobs: 20_000,
             seed: 9,
         };
@@ -502,5 +622,74 @@ mod tests {
         .overall
         .mean_wait_ms();
         assert!(bursty > 2.0 * even, "{bursty} vs {even}");
+    }
+
+    #[test]
+    fn contention_is_fitted_and_slows_busy_workers() {
+        // 70 ms alone, +60 ms per other busy job, with noise.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let samples: Vec<JobSample> = (0..2000)
+            .map(|i| {
+                let others = (i % 11) as f64 / 10.0;
+                JobSample {
+                    service_ms: 70.0 + 60.0 * others + 10.0 * (rng.random::<f64>() - 0.5),
+                    overhead_ms: 0.0,
+                    others,
+                }
+            })
+            .collect();
+        let c = fit_contention(&samples);
+        assert!(
+            (c.alone_ms - 70.0).abs() < 1.0 && (c.per_other_ms - 60.0).abs() < 1.5,
+            "{c:?}"
+        );
+        assert!((c.k() - 60.0 / 70.0).abs() < 0.03);
+        // Without interference the fit finds none.
+        let flat: Vec<JobSample> = samples
+            .iter()
+            .map(|s| JobSample {
+                service_ms: 100.0,
+                ..*s
+            })
+            .collect();
+        assert_eq!(fit_contention(&flat).per_other_ms, 0.0);
+        // Two workers that halve each other's speed when both are busy: busier, and longer
+        // waits, than two independent ones; the fixed-point utilization agrees with the run.
+        let input = SimInput {
+            rate: 7.0,
+            arrivals: Arrivals::Poisson,
+            classes: one_class(vec![
+                JobSample {
+                    service_ms: 100.0,
+                    overhead_ms: 0.0,
+                    others: 0.0,
+                };
+                4
+            ]),
+            workers: 2,
+            contention: 1.0,
+            jobs: 200_000,
+            seed: 6,
+        };
+        let shared = simulate(&input);
+        let free = simulate(&SimInput {
+            contention: 0.0,
+            ..input.clone()
+        });
+        let rho = utilization(7.0, 100.0, 1.0, 2);
+        assert!(
+            (shared.utilization / rho - 1.0).abs() < 0.1,
+            "{} vs {rho}",
+            shared.utilization
+        );
+        assert!(
+            (free.utilization - 0.35).abs() < 0.02,
+            "{}",
+            free.utilization
+        );
+        assert!(shared.overall.mean_wait_ms() > 2.0 * free.overall.mean_wait_ms());
+        assert!((utilization(7.0, 100.0, 0.0, 2) - 0.35).abs() < 1e-12);
+        assert!(utilization(12.0, 100.0, 1.0, 2) >= 1.0);
+        assert!(utilization(25.0, 100.0, 1.0, 2).is_infinite());
     }
 }

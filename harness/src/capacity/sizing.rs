@@ -2,7 +2,10 @@
 //! queue wait and latency per tier (see [`super::queueing`]), judged against the scenario's
 //! latency thresholds; the recommendation is the fewest workers that meet them all. Pure.
 
-use super::queueing::{mgc, service_moments, simulate, Arrivals, Class, JobSample, SimInput};
+use super::queueing::{
+    fit_contention, mgc, service_moments, simulate, utilization, Arrivals, Class, Contention,
+    JobSample, SimInput,
+};
 use crate::scenario::{Arrival, Scenario, TIERS};
 use reports::capacity::{SizingRecord, SizingRow};
 use std::collections::BTreeMap;
@@ -17,8 +20,11 @@ const DEFAULT_UTILIZATION: f64 = 0.8;
 /// What the model needs to know besides the rate.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// One class per tier, with its share of the traffic and its measured requests.
+    /// One class per tier, with its share of the traffic and its measured requests (their worker
+    /// time as it would be alone: the contention taken out).
     pub classes: Vec<Class>,
+    /// How busy workers slow each other, fitted on every measured request.
+    pub contention: Contention,
     /// The arrival process.
     pub arrivals: Arrivals,
     /// The latency thresholds: `(name, tier, quantile 0..1, limit ms)`.
@@ -35,6 +41,14 @@ impl Model {
         samples: &BTreeMap<(String, String), Vec<JobSample>>,
         notes: &mut Vec<String>,
     ) -> Model {
+        let all: Vec<JobSample> = samples.values().flatten().copied().collect();
+        let contention = fit_contention(&all);
+        let k = contention.k();
+        let alone = |j: &JobSample| JobSample {
+            service_ms: j.service_ms / (1.0 + k * j.others),
+            overhead_ms: j.overhead_ms,
+            others: 0.0,
+        };
         let mix = &scenario.load.mix.tiers;
         let shares: Vec<(String, f64)> = if mix.is_empty() {
             vec![("default".to_owned(), 1.0)]
@@ -49,7 +63,7 @@ impl Model {
             let pooled: Vec<JobSample> = samples
                 .iter()
                 .filter(|((_, t), _)| *t == tier)
-                .flat_map(|(_, v)| v.iter().copied())
+                .flat_map(|(_, v)| v.iter().map(alone))
                 .collect();
             if pooled.is_empty() {
                 notes.push(format!(
@@ -84,6 +98,7 @@ impl Model {
             .collect();
         Model {
             classes,
+            contention,
             arrivals,
             limits,
             seed: scenario.seed,
@@ -92,12 +107,13 @@ impl Model {
 
     /// The prediction for `workers` at `rate`.
     pub fn predict(&self, rate: f64, workers: usize) -> SizingRow {
-        let (mean, scv) = service_moments(&self.classes);
-        let analytic = mgc(rate, mean, scv, workers);
-        if analytic.utilization >= 1.0 || self.classes.is_empty() {
+        let (work, scv) = service_moments(&self.classes);
+        let k = self.contention.k();
+        let rho = utilization(rate, work, k, workers);
+        if !rho.is_finite() || rho >= 1.0 || self.classes.is_empty() {
             return SizingRow {
                 workers,
-                utilization: analytic.utilization,
+                utilization: rho,
                 p_wait: 1.0,
                 p95_wait_ms: f64::INFINITY,
                 mgc_p95_wait_ms: f64::INFINITY,
@@ -109,11 +125,14 @@ impl Model {
                 meets: false,
             };
         }
+        // M/G/c at the worker time the contention implies at this utilization.
+        let analytic = mgc(rate, self.service_at(rate, workers), scv, workers);
         let out = simulate(&SimInput {
             rate,
             arrivals: self.arrivals,
             classes: self.classes.clone(),
             workers,
+            contention: k,
             jobs: SIM_JOBS,
             seed: self.seed,
         });
@@ -133,13 +152,13 @@ impl Model {
             })
             .collect();
         let meets = if self.limits.is_empty() {
-            analytic.utilization <= DEFAULT_UTILIZATION
+            rho <= DEFAULT_UTILIZATION
         } else {
             self.limits.iter().zip(&latency).all(|(l, p)| p.1 <= l.3)
         };
         SizingRow {
             workers,
-            utilization: analytic.utilization,
+            utilization: rho,
             p_wait: out.overall.p_wait(),
             p95_wait_ms: out.overall.wait_quantile(0.95),
             mgc_p95_wait_ms: analytic.p95_wait_ms,
@@ -148,11 +167,23 @@ impl Model {
         }
     }
 
+    /// The mean worker time the model expects at `rate` on `workers`: the time alone, slowed
+    /// by the others busy at the predicted utilization.
+    pub fn service_at(&self, rate: f64, workers: usize) -> f64 {
+        let (work, _) = service_moments(&self.classes);
+        let k = self.contention.k();
+        let rho = utilization(rate, work, k, workers).min(1.0);
+        work * (1.0 + k * (workers.saturating_sub(1)) as f64 * rho)
+    }
+
     /// The sizing table for `rate`: from the fewest workers that are not overloaded up to one
     /// past the recommendation (or `max_workers`).
     pub fn size(&self, rate: f64, max_workers: usize) -> SizingRecord {
-        let (mean, _) = service_moments(&self.classes);
-        let first = ((rate * mean / 1000.0).floor() as usize + 1).clamp(1, max_workers);
+        let (work, _) = service_moments(&self.classes);
+        let k = self.contention.k();
+        let first = (1..=max_workers)
+            .find(|&c| utilization(rate, work, k, c) < 1.0)
+            .unwrap_or(max_workers);
         let mut rows = Vec::new();
         let mut recommended = None;
         for c in first..=max_workers {
@@ -194,7 +225,8 @@ mod tests {
             vec![
                 JobSample {
                     service_ms: ms,
-                    overhead_ms: 10.0
+                    overhead_ms: 10.0,
+                    others: 0.0,
                 };
                 50
             ],

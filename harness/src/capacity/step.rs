@@ -194,12 +194,38 @@ pub fn queue_waits(reqs: &[Req], from_s: f64, to_s: f64) -> BTreeMap<String, Vec
 }
 
 /// The sizing model's samples from the span: per (model, tier), each successful request's worker
-/// time and its latency outside the queue and the worker.
+/// time, its latency outside the queue and the worker, and how many other requests were on a
+/// worker beside it on average (from every request of the step). A request's time on the worker
+/// is taken to end when its answer came (sync answers leave as the image is stored; an async one
+/// is seen up to a poll interval later, which the overlap then misplaces by that much).
 pub fn job_samples(
     reqs: &[Req],
     from_s: f64,
     to_s: f64,
 ) -> BTreeMap<(String, String), Vec<JobSample>> {
+    let mut spans: Vec<(f64, f64)> = reqs
+        .iter()
+        .filter_map(|r| {
+            let t = r.server.as_ref()?;
+            Some((r.finished_s - t.service_ms / 1000.0, r.finished_s))
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let longest = spans.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
+    // Busy-time of the others over (a, b), divided by its length.
+    let others = |a: f64, b: f64| -> f64 {
+        if b <= a {
+            return 0.0;
+        }
+        let lo = spans.partition_point(|s| s.0 < a - longest);
+        let overlap: f64 = spans[lo..]
+            .iter()
+            .take_while(|s| s.0 < b)
+            .map(|s| (s.1.min(b) - s.0.max(a)).max(0.0))
+            .sum();
+        // The request itself is one of the spans and overlaps itself fully.
+        ((overlap - (b - a)) / (b - a)).max(0.0)
+    };
     let mut by: BTreeMap<(String, String), Vec<JobSample>> = BTreeMap::new();
     for r in reqs
         .iter()
@@ -212,6 +238,7 @@ pub fn job_samples(
                 .push(JobSample {
                     service_ms: t.service_ms,
                     overhead_ms,
+                    others: others(r.finished_s - t.service_ms / 1000.0, r.finished_s),
                 });
         }
     }

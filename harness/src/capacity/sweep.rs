@@ -16,7 +16,9 @@ use crate::scenario::capacity::Capacity;
 use crate::scenario::{read_inputs, Arrival, Dur, LoadModel, Scenario, Stage};
 use crate::scrape::{Scraper, SeriesStore};
 use crate::target::{Target, TargetError};
-use reports::capacity::{CapacityRecord, Method, StepRecord, ValidationRecord, CAPACITY_VERSION};
+use reports::capacity::{
+    CapacityRecord, ContentionRecord, Method, StepRecord, ValidationRecord, CAPACITY_VERSION,
+};
 use reports::record::{ScenarioInfo, ThresholdVerdict, ThresholdWindow, ToolInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -383,6 +385,7 @@ async fn run_step(
         warmup_s: from,
         measured_s: len,
         latency_drift: assessment.latency_drift,
+        offered_rate: span_offered as f64 / len,
         throughput: totals.completed as f64 / len,
         goodput: ok as f64 / len,
         error_rate: if totals.completed == 0 {
@@ -440,12 +443,17 @@ pub const SERVED: &str = "served the offered rate";
 /// The console line for a finished step.
 fn step_line(i: usize, r: &StepRecord) -> String {
     let verdict = if r.passed { "held" } else { "BROKE" };
-    let broke: Vec<&str> = r
+    let mut broke: Vec<&str> = r
         .thresholds
         .iter()
         .filter(|t| !t.passed)
         .map(|t| t.name.as_str())
         .collect();
+    match r.state.as_str() {
+        "rising" => broke.push("latency and queue still rising"),
+        "unsteady" => broke.push("not steady by max_step"),
+        _ => {}
+    }
     format!(
         "step {}: {} req/s {} after {:.0} s: throughput {:.2}/s, p95 {:.0} ms, errors {:.1}%{}{}  {verdict}{}",
         i + 1,
@@ -567,20 +575,18 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
 
     let answer = search.answer();
     let mut notes = Vec::new();
-    // The model's samples: the busiest step that held (closest to where sizing matters).
+    // The model's samples: every step's measured span, from light load (workers alone) to
+    // saturation (all busy), so the contention fit sees the whole range.
+    let mut samples: BTreeMap<(String, String), Vec<super::queueing::JobSample>> = BTreeMap::new();
+    for r in &steps {
+        for (key, v) in step::job_samples(&r.reqs, r.span.0, r.span.1) {
+            samples.entry(key).or_default().extend(v);
+        }
+    }
     let source = steps
         .iter()
         .filter(|r| r.record.passed)
-        .max_by(|a, b| a.record.rate.total_cmp(&b.record.rate))
-        .or_else(|| {
-            steps
-                .iter()
-                .filter(|r| r.record.state == "steady")
-                .max_by(|a, b| a.record.rate.total_cmp(&b.record.rate))
-        });
-    let samples = source.map_or_else(BTreeMap::new, |r| {
-        step::job_samples(&r.reqs, r.span.0, r.span.1)
-    });
+        .max_by(|a, b| a.record.rate.total_cmp(&b.record.rate));
     if samples.is_empty() {
         notes.push("no request carried the target's per-stage timings (`timings_ms`): no service times, no sizing".into());
     }
@@ -620,13 +626,12 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
                     "no worker count up to {} meets the latency thresholds",
                     cfg.max_workers
                 ),
-                |c| format!("{c} workers"),
+                reports::capacity::workers,
             )
         ));
     }
 
     let mut validation = Vec::new();
-    let predicted_service = super::queueing::service_moments(&model.classes).0;
     if cfg.validate && scenario.target.reference_server.is_some() {
         for s in &sizing {
             let Some(c) = s.recommended else { continue };
@@ -639,7 +644,8 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
             let dir = out_dir.join(format!("check-{}rps-{c}w", s.rate));
             let _ = std::fs::create_dir_all(&dir);
             say(&format!(
-                "firedrill: checking the prediction: {c} workers at {} req/s",
+                "firedrill: checking the prediction: {} at {} req/s",
+                reports::capacity::workers(c),
                 s.rate
             ));
             let live = match Live::start(&check_s, &opts.server_exe, &dir).await {
@@ -648,10 +654,16 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
                     return SweepOutcome::failed(exit::INFRA, e, Some(out_dir))
                 }
             };
+            // A longer span than a step's: the p95 of the wait is what is compared.
+            let check_cfg = Capacity {
+                measure: cfg.check_measure,
+                max_step: Dur(cfg.max_step.0.max(cfg.check_measure.0 * 2)),
+                ..cfg.clone()
+            };
             let ran = run_step(
                 &check_s,
                 &base,
-                &cfg,
+                &check_cfg,
                 &live,
                 s.rate,
                 1000 + validation.len(),
@@ -680,13 +692,19 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
                     .collect();
                 step::quantiles(&v).mean
             };
+            // The check's schedule is random: judge the model at the rate it really had (still
+            // from the sweep's measurements), and keep the table's figure beside it.
+            let realized = ran.record.offered_rate;
+            let at = model.predict(realized, c);
+            let predicted_service = model.service_at(realized, c);
             let (relative_error, passed) =
-                super::check_prediction(row.p95_wait_ms, measured, predicted_service);
+                super::check_prediction(at.p95_wait_ms, measured, predicted_service);
             say(&format!(
-                "firedrill: {c} workers at {} req/s: p95 queue wait predicted {:.0} ms (M/G/c {:.0} ms), measured {:.0} ms: {:+.0}% ({})",
+                "firedrill: {} at {} req/s ({realized:.2} req/s offered in the span): p95 queue wait predicted {:.0} ms (M/G/c {:.0} ms), measured {:.0} ms: {:+.0}% ({})",
+                reports::capacity::workers(c),
                 s.rate,
-                row.p95_wait_ms,
-                row.mgc_p95_wait_ms,
+                at.p95_wait_ms,
+                at.mgc_p95_wait_ms,
                 measured,
                 relative_error * 100.0,
                 if passed { "within tolerance" } else { "MISSED" }
@@ -694,8 +712,10 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
             validation.push(ValidationRecord {
                 rate: s.rate,
                 workers: c,
-                predicted_p95_wait_ms: row.p95_wait_ms,
-                mgc_p95_wait_ms: row.mgc_p95_wait_ms,
+                realized_rate: realized,
+                sizing_p95_wait_ms: row.p95_wait_ms,
+                predicted_p95_wait_ms: at.p95_wait_ms,
+                mgc_p95_wait_ms: at.mgc_p95_wait_ms,
                 measured_p95_wait_ms: measured,
                 relative_error,
                 passed,
@@ -749,6 +769,11 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
         answer: super::answer_record(answer, highest),
         steps: step_records,
         service: super::service_records(&samples),
+        contention: (!model.classes.is_empty()).then(|| ContentionRecord {
+            alone_ms: model.contention.alone_ms,
+            per_other_ms: model.contention.per_other_ms,
+            samples: samples.values().map(Vec::len).sum::<usize>() as u64,
+        }),
         sizing,
         validation,
         notes,

@@ -42,6 +42,10 @@ pub struct Capacity {
     /// queue wait with the measured one.
     #[serde(default = "default_validate")]
     pub validate: bool,
+    /// The steady span a check run measures (longer than `measure`: a p95 of queue wait needs
+    /// more samples than a step's verdict).
+    #[serde(default = "default_check_measure")]
+    pub check_measure: Dur,
 }
 
 /// The search for the highest passing rate.
@@ -82,6 +86,7 @@ impl Default for Capacity {
             size_for: Vec::new(),
             max_workers: default_max_workers(),
             validate: default_validate(),
+            check_measure: default_check_measure(),
         }
     }
 }
@@ -106,6 +111,9 @@ fn default_max_workers() -> usize {
 }
 fn default_validate() -> bool {
     true
+}
+fn default_check_measure() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 fn default_start() -> f64 {
     1.0
@@ -174,6 +182,15 @@ pub fn validate(c: &Capacity) -> Result<(), (String, String)> {
         return err(
             "tolerance",
             format!("must be > 0 (0.15: 15%), got {}", c.tolerance),
+        );
+    }
+    if c.check_measure.0 < c.window.0 * 3 {
+        return err(
+            "check_measure",
+            format!(
+                "must span at least three windows ({} each) to judge a trend",
+                c.window
+            ),
         );
     }
     if c.max_workers == 0 {

@@ -87,6 +87,12 @@ pub struct ReferenceServerTarget {
     /// Number of GPU workers.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// CPU threads each worker's tensor compute may use (`RAYON_NUM_THREADS` of the server
+    /// process). Unset: candle's default, every core, shared by all workers, so busy workers
+    /// slow each other. 1: each worker computes on one thread, like one GPU each (capacity
+    /// planning wants that: workers that scale).
+    #[serde(default)]
+    pub compute_threads: Option<usize>,
     /// Any other server config fields (see `reference-server --print-config`), merged over the
     /// defaults.
     #[serde(default)]
@@ -495,6 +501,12 @@ impl Scenario {
                 if r.workers == Some(0) {
                     return err(
                         "target.reference_server.workers",
+                        "must be at least 1".into(),
+                    );
+                }
+                if r.compute_threads == Some(0) {
+                    return err(
+                        "target.reference_server.compute_threads",
                         "must be at least 1".into(),
                     );
                 }

@@ -652,7 +652,11 @@ impl Plot for Sizing {
                         EmptyElement::at((r.0, r.1))
                             + Circle::new((0, 0), 12, c.color.stroke_width(3))
                             + Text::new(
-                                format!("{rec} workers for {} req/s", style::num(c.rate)),
+                                format!(
+                                    "{} for {} req/s",
+                                    crate::capacity::workers(rec),
+                                    style::num(c.rate)
+                                ),
                                 (16, -26),
                                 style::font(style::SMALL),
                             ),
