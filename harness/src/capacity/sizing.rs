@@ -34,15 +34,17 @@ pub struct Model {
 }
 
 impl Model {
-    /// The model for `scenario`'s traffic, from measured samples per `(model, tier)`. Tiers the
-    /// scenario sends but the samples lack are left out (with a note in `notes`).
+    /// The model for `scenario`'s traffic: the contention fitted on `fit` (requests from light
+    /// load to saturation), the jobs drawn from `samples` per `(model, tier)` (requests from the
+    /// regimes of interest). Tiers the scenario sends but the samples lack are left out (with a
+    /// note in `notes`).
     pub fn new(
         scenario: &Scenario,
+        fit: &[JobSample],
         samples: &BTreeMap<(String, String), Vec<JobSample>>,
         notes: &mut Vec<String>,
     ) -> Model {
-        let all: Vec<JobSample> = samples.values().flatten().copied().collect();
-        let contention = fit_contention(&all);
+        let contention = fit_contention(fit);
         let k = contention.k();
         let alone = |j: &JobSample| JobSample {
             service_ms: j.service_ms / (1.0 + k * j.others),
@@ -240,7 +242,7 @@ mod tests {
             "  - {name: turbo p95, latency: {percentile: 95, tier: turbo, below: 400ms}}\n",
         );
         let mut notes = Vec::new();
-        let m = Model::new(&s, &samples(100.0), &mut notes);
+        let m = Model::new(&s, &[], &samples(100.0), &mut notes);
         assert!(notes.is_empty());
         let r = m.size(15.0, 16);
         let rec = r.recommended.unwrap();
@@ -262,11 +264,11 @@ mod tests {
             "  - {name: turbo p95, latency: {percentile: 95, tier: turbo, below: 50ms}}\n",
         );
         let mut notes = Vec::new();
-        let m = Model::new(&s, &samples(100.0), &mut notes);
+        let m = Model::new(&s, &[], &samples(100.0), &mut notes);
         let r = m.size(5.0, 4);
         assert_eq!(r.recommended, None);
         assert_eq!(r.rows.last().unwrap().workers, 4);
-        let m = Model::new(&s, &BTreeMap::new(), &mut notes);
+        let m = Model::new(&s, &[], &BTreeMap::new(), &mut notes);
         assert!(m.classes.is_empty());
         assert!(notes[0].contains("turbo"), "{notes:?}");
     }

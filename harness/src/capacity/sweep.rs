@@ -235,7 +235,7 @@ async fn run_step(
     let mut offered: Vec<f64> = Vec::new();
     let mut cap_hits = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut rising = 0;
+    let mut rising_since: Option<f64> = None;
     let mut last_line = Instant::now();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut decided: Option<(State, f64, steady::Assessment)> = None;
@@ -266,13 +266,14 @@ async fn run_step(
                 match a.state {
                     State::Steady if end >= measure => decided = Some((State::Steady, end, a)),
                     State::Rising => {
-                        rising += 1;
-                        // Twice in a row: one check can catch the queue filling at the start.
-                        if rising >= 2 && end >= measure {
+                        // Overload keeps rising; near saturation a queue also wanders up for a
+                        // while and comes back. Only a rise that lasts half a span more counts.
+                        let since = *rising_since.get_or_insert(now);
+                        if now - since >= measure / 2.0 && end >= measure {
                             decided = Some((State::Rising, end, a));
                         }
                     }
-                    _ => rising = 0,
+                    _ => rising_since = None,
                 }
                 if decided.is_none() && now >= max_step {
                     decided = Some((State::Warming, end, a));
@@ -575,14 +576,23 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
 
     let answer = search.answer();
     let mut notes = Vec::new();
-    // The model's samples: every step's measured span, from light load (workers alone) to
-    // saturation (all busy), so the contention fit sees the whole range.
-    let mut samples: BTreeMap<(String, String), Vec<super::queueing::JobSample>> = BTreeMap::new();
-    for r in &steps {
-        for (key, v) in step::job_samples(&r.reqs, r.span.0, r.span.1) {
-            samples.entry(key).or_default().extend(v);
+    // The contention is fitted on every step's measured span, from light load (workers alone)
+    // to saturation (all busy); the jobs the model draws come from the steps that held (the
+    // regimes sizing is about: overloaded steps also slow the workers through the host's load).
+    type Samples = BTreeMap<(String, String), Vec<super::queueing::JobSample>>;
+    let collect = |held_only: bool| -> Samples {
+        let mut m: Samples = BTreeMap::new();
+        for r in steps.iter().filter(|r| !held_only || r.record.passed) {
+            for (key, v) in step::job_samples(&r.reqs, r.span.0, r.span.1) {
+                m.entry(key).or_default().extend(v);
+            }
         }
-    }
+        m
+    };
+    let all = collect(false);
+    let held = collect(true);
+    let samples = if held.is_empty() { all.clone() } else { held };
+    let fit: Vec<super::queueing::JobSample> = all.values().flatten().copied().collect();
     let source = steps
         .iter()
         .filter(|r| r.record.passed)
@@ -603,7 +613,7 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
             ));
         }
     }
-    let model = Model::new(&scenario, &samples, &mut notes);
+    let model = Model::new(&scenario, &fit, &samples, &mut notes);
     let size_for: Vec<f64> = if cfg.size_for.is_empty() {
         answer.max_passing.into_iter().collect()
     } else {
@@ -769,10 +779,10 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
         answer: super::answer_record(answer, highest),
         steps: step_records,
         service: super::service_records(&samples),
-        contention: (!model.classes.is_empty()).then(|| ContentionRecord {
+        contention: (!model.classes.is_empty()).then_some(ContentionRecord {
             alone_ms: model.contention.alone_ms,
             per_other_ms: model.contention.per_other_ms,
-            samples: samples.values().map(Vec::len).sum::<usize>() as u64,
+            samples: fit.len() as u64,
         }),
         sizing,
         validation,
