@@ -71,7 +71,7 @@ impl Contention {
 }
 
 /// Least squares of worker time against the other jobs in service, over `samples`; a negative
-/// slope (noise) is taken as none.
+/// slope (noise) is taken as none, and so is any slope when the others barely vary.
 pub fn fit_contention(samples: &[JobSample]) -> Contention {
     let n = samples.len() as f64;
     if samples.is_empty() {
@@ -87,7 +87,9 @@ pub fn fit_contention(samples: &[JobSample]) -> Contention {
         .iter()
         .map(|s| (s.others - mx) * (s.service_ms - my))
         .sum();
-    let b = if sxx > 1e-9 {
+    // A spread of under a tenth of a job (one worker: every request alone) is the timing
+    // approximation's noise, not contention: a slope fitted on it is meaningless.
+    let b = if sxx / n > 0.01 {
         (sxy / sxx).max(0.0)
     } else {
         0.0
@@ -653,6 +655,18 @@ mod tests {
             })
             .collect();
         assert_eq!(fit_contention(&flat).per_other_ms, 0.0);
+        // One worker: the overlap is the timing approximation's jitter (a few hundredths of a
+        // job), whatever the worker times do.
+        let alone: Vec<JobSample> = samples
+            .iter()
+            .map(|s| JobSample {
+                others: s.others * 0.05,
+                ..*s
+            })
+            .collect();
+        let c1 = fit_contention(&alone);
+        assert_eq!(c1.per_other_ms, 0.0);
+        assert!((c1.alone_ms - 100.0).abs() < 1.0, "{c1:?}");
         // Two workers that halve each other's speed when both are busy: busier, and longer
         // waits, than two independent ones; the fixed-point utilization agrees with the run.
         let input = SimInput {
