@@ -256,6 +256,21 @@ fn summary(s: &Scenario, p: &Plan) -> String {
     out
 }
 
+/// The binary that runs the reference server (this one) and a runtime for a run or a sweep; the
+/// error is printed and its exit code returned.
+fn exe_and_runtime() -> Result<(PathBuf, tokio::runtime::Runtime), ExitCode> {
+    let infra = || ExitCode::from(firedrill::run::exit::INFRA);
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("firedrill: cannot find my own executable: {e}");
+        infra()
+    })?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("firedrill: cannot start the runtime: {e}");
+        infra()
+    })?;
+    Ok((exe, rt))
+}
+
 fn sweep_command(
     scenario: &Path,
     out: Option<PathBuf>,
@@ -264,19 +279,9 @@ fn sweep_command(
     no_check: bool,
 ) -> ExitCode {
     use std::io::Write as _;
-    let server_exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("firedrill: cannot find my own executable: {e}");
-            return ExitCode::from(firedrill::run::exit::INFRA);
-        }
-    };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("firedrill: cannot start the async runtime: {e}");
-            return ExitCode::from(firedrill::run::exit::INFRA);
-        }
+    let (server_exe, rt) = match exe_and_runtime() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let opts = firedrill::capacity::sweep::SweepOptions {
         out_dir: out,
@@ -309,19 +314,9 @@ fn run_command(
     engine: Option<firedrill::scenario::alerts::RuleEngine>,
     alertmanager: bool,
 ) -> ExitCode {
-    let server_exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("firedrill: cannot find my own executable: {e}");
-            return ExitCode::from(firedrill::run::exit::INFRA);
-        }
-    };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("firedrill: cannot start the runtime: {e}");
-            return ExitCode::from(firedrill::run::exit::INFRA);
-        }
+    let (server_exe, rt) = match exe_and_runtime() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let opts = firedrill::run::RunOptions {
         out_dir: out,

@@ -69,22 +69,26 @@ pub struct RunOptions {
     pub alertmanager: bool,
 }
 
-/// What a run ended with.
+/// What a run (or a sweep) ended with.
 #[derive(Debug)]
-pub struct RunOutcome {
+pub struct Outcome<R> {
     /// Process exit code.
     pub exit_code: u8,
     /// Where outputs went (when it got that far).
     pub out_dir: Option<PathBuf>,
     /// The record written (when it got that far).
-    pub record: Option<RunRecord>,
+    pub record: Option<R>,
     /// What went wrong, when something did.
     pub error: Option<String>,
 }
 
-impl RunOutcome {
-    fn failed(code: u8, error: String, out_dir: Option<PathBuf>) -> RunOutcome {
-        RunOutcome {
+/// What a run ended with.
+pub type RunOutcome = Outcome<RunRecord>;
+
+impl<R> Outcome<R> {
+    /// Ended before a record: exit `code` with `error`.
+    pub fn failed(code: u8, error: String, out_dir: Option<PathBuf>) -> Outcome<R> {
+        Outcome {
             exit_code: code,
             out_dir,
             record: None,

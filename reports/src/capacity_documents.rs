@@ -16,7 +16,7 @@ pub fn write(record: &CapacityRecord, dir: &Path) -> Result<Vec<PathBuf>, String
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut written = Vec::new();
     let summary = dir.join("summary.md");
-    self::write_file(&summary, &render_md(record))?;
+    crate::documents::write(&summary, &render_md(record))?;
     written.push(summary);
     let (plots, files, warnings) = match render_plots(
         |d| crate::plots::render_capacity(record, d),
@@ -43,13 +43,9 @@ pub fn write(record: &CapacityRecord, dir: &Path) -> Result<Vec<PathBuf>, String
     };
     plots_section(&mut p, &plots, &empty);
     page.replace_range(at..at + "<!--plots-->".len(), &p);
-    self::write_file(&html, &page)?;
+    crate::documents::write(&html, &page)?;
     written.push(html);
     Ok(written)
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    crate::documents::write(path, text)
 }
 
 fn opt(v: Option<f64>, digits: usize, suffix: &str) -> String {

@@ -42,30 +42,9 @@ pub struct SweepOptions {
     pub validate: Option<bool>,
 }
 
-/// What a sweep ended with.
-#[derive(Debug)]
-pub struct SweepOutcome {
-    /// Process exit code: 0 an answer (and every check within tolerance), 1 no rate held or a
-    /// check missed, 2 bad input, 3 the target or the harness failed.
-    pub exit_code: u8,
-    /// Where outputs went.
-    pub out_dir: Option<PathBuf>,
-    /// The record written.
-    pub record: Option<CapacityRecord>,
-    /// What went wrong.
-    pub error: Option<String>,
-}
-
-impl SweepOutcome {
-    fn failed(code: u8, error: String, out_dir: Option<PathBuf>) -> SweepOutcome {
-        SweepOutcome {
-            exit_code: code,
-            out_dir,
-            record: None,
-            error: Some(error),
-        }
-    }
-}
+/// What a sweep ended with. Exit code: 0 an answer (and every check within tolerance), 1 no
+/// rate held or a check missed, 2 bad input, 3 the target or the harness failed.
+pub type SweepOutcome = crate::run::Outcome<CapacityRecord>;
 
 fn say(line: &str) {
     use std::io::Write as _;

@@ -181,12 +181,7 @@ impl Plot for LatencyCurve {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let legend = self.legend();
-        let (_, h) = root.dim_in_pixel();
-        let (top, rest) = root.split_vertically(style::TITLE_BAND);
-        let lh = style::legend_height(&legend, style::WIDTH);
-        let (body, bottom) = rest.split_vertically(h - style::TITLE_BAND - lh);
-        style::draw_title(&top, &self.title(), &self.subtitle)?;
-        style::draw_legend(&bottom, &legend)?;
+        let body = style::frame(root, &self.title(), &self.subtitle, &legend)?;
         let (lo, hi) = style::log_range(
             self.curves
                 .iter()
@@ -416,12 +411,7 @@ impl Plot for Utilization {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let legend = self.legend();
-        let (_, h) = root.dim_in_pixel();
-        let (top, rest) = root.split_vertically(style::TITLE_BAND);
-        let lh = style::legend_height(&legend, style::WIDTH);
-        let (body, bottom) = rest.split_vertically(h - style::TITLE_BAND - lh);
-        style::draw_title(&top, &self.title(), &self.subtitle)?;
-        style::draw_legend(&bottom, &legend)?;
+        let body = style::frame(root, &self.title(), &self.subtitle, &legend)?;
         let n = self.panels.len();
         let (_, bh) = body.dim_in_pixel();
         let mut area = body;
@@ -581,12 +571,7 @@ impl Plot for Sizing {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let legend = self.legend();
-        let (_, h) = root.dim_in_pixel();
-        let (top, rest) = root.split_vertically(style::TITLE_BAND);
-        let lh = style::legend_height(&legend, style::WIDTH);
-        let (body, bottom) = rest.split_vertically(h - style::TITLE_BAND - lh);
-        style::draw_title(&top, &self.title(), &self.subtitle)?;
-        style::draw_legend(&bottom, &legend)?;
+        let body = style::frame(root, &self.title(), &self.subtitle, &legend)?;
         let y_max = style::lin_top(
             self.curves.iter().flat_map(|c| {
                 c.rows

@@ -186,12 +186,7 @@ impl Plot for Saturation {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (_, h) = root.dim_in_pixel();
-        let (top, rest) = root.split_vertically(style::TITLE_BAND);
-        let lh = style::legend_height(&self.legend, style::WIDTH);
-        let (body, bottom) = rest.split_vertically(h - style::TITLE_BAND - lh);
-        style::draw_title(&top, &self.title(), &self.subtitle)?;
-        style::draw_legend(&bottom, &self.legend)?;
+        let body = style::frame(root, &self.title(), &self.subtitle, &self.legend)?;
         let areas = body.split_evenly((self.panels.len(), 1));
         for (i, (p, area)) in self.panels.iter().zip(&areas).enumerate() {
             let last = i + 1 == self.panels.len();

@@ -347,6 +347,23 @@ pub(super) fn draw_title<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Every plot's frame: the title band on top, the legend strip at the bottom; returns the area
+/// between them for the charts.
+pub(super) fn frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    legend: &[LegendItem],
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let (_, h) = root.dim_in_pixel();
+    let (top, rest) = root.split_vertically(TITLE_BAND);
+    let lh = legend_height(legend, WIDTH);
+    let (body, bottom) = rest.split_vertically(h - TITLE_BAND - lh);
+    draw_title(&top, title, subtitle)?;
+    draw_legend(&bottom, legend)?;
+    Ok(body)
+}
+
 /// Height of the title band drawn by [`draw_title`].
 pub(super) const TITLE_BAND: u32 = 64;
 

@@ -125,12 +125,7 @@ impl Plot for Throughput {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let legend = self.legend();
-        let (_, h) = root.dim_in_pixel();
-        let (top, rest) = root.split_vertically(style::TITLE_BAND);
-        let lh = style::legend_height(&legend, style::WIDTH);
-        let (body, bottom) = rest.split_vertically(h - style::TITLE_BAND - lh);
-        style::draw_title(&top, &self.title(), &self.subtitle)?;
-        style::draw_legend(&bottom, &legend)?;
+        let body = style::frame(root, &self.title(), &self.subtitle, &legend)?;
         let top_y = style::lin_top(
             self.bars
                 .iter()
