@@ -87,11 +87,20 @@ fn a_sweep_finds_the_passing_rate_sizes_it_and_checks_the_prediction() {
     assert_eq!(v.workers, 1);
     assert!(v.step.queue_wait["all"].count > 0);
     assert!(v.relative_error.is_finite());
+    // Judged: the model replaying the check's own schedule at the speed the check measured; the
+    // prediction from the sweep alone beside it.
+    assert!(v.adjusted_p95_wait_ms.is_finite() && v.predicted_p95_wait_ms.is_finite());
+    if v.measured_p95_wait_ms > 0.0 {
+        let e = (v.adjusted_p95_wait_ms - v.measured_p95_wait_ms) / v.measured_p95_wait_ms;
+        assert!((e - v.relative_error).abs() < 1e-9, "{v:?}");
+    }
     assert!(r.method.description.contains("Theil"));
     // The documents.
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(
-        md.contains("**Answer:**") && md.contains("Sizing for 3 req/s"),
+        md.contains("**Answer:**")
+            && md.contains("Sizing for 3 req/s")
+            && md.contains("at the check's speed"),
         "{md}"
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();

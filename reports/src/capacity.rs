@@ -225,15 +225,23 @@ pub struct ValidationRecord {
     pub workers: usize,
     /// The arrival rate the check's span really had (its schedule is random), req/s.
     pub realized_rate: f64,
-    /// The sizing table's prediction at the target rate (simulation), ms.
+    /// The sizing table's prediction at the target rate (long-run simulation), ms.
     pub sizing_p95_wait_ms: f64,
-    /// Predicted p95 queue wait at the realized rate (simulation; what the check judges), ms.
+    /// The model on the check's own schedule at the workers' speed in the sweep, ms: a
+    /// prediction made from the sweep alone.
     pub predicted_p95_wait_ms: f64,
-    /// Predicted p95 queue wait at the realized rate (M/G/c), ms.
+    /// (predicted - measured) / measured.
+    #[serde(default)]
+    pub a_priori_error: f64,
+    /// The model on the check's own schedule at the workers' speed measured in the check (what
+    /// is judged: the queueing model, not the host's drift between runs), ms.
+    #[serde(default)]
+    pub adjusted_p95_wait_ms: f64,
+    /// M/G/c at the realized rate, ms.
     pub mgc_p95_wait_ms: f64,
     /// Measured p95 queue wait, ms.
     pub measured_p95_wait_ms: f64,
-    /// (predicted - measured) / measured.
+    /// (adjusted - measured) / measured.
     pub relative_error: f64,
     /// Within tolerance: 25% of the measured value, or a tenth of a mean service time (waits
     /// that short are dispatch jitter, where a relative error means nothing).

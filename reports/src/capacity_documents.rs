@@ -162,16 +162,18 @@ pub fn render_md(r: &CapacityRecord) -> String {
     if !r.validation.is_empty() {
         let _ = writeln!(
             o,
-            "\n**Checks** (the recommended configuration, run; predictions at the rate the span really had)\n\n| rate (realized) | workers | p95 wait predicted | M/G/c | measured | error | service assumed → measured | check |\n|---:|---:|---:|---:|---:|---:|---|---|"
+            "\n**Checks** (the recommended configuration, run; the model replays the check's own schedule, at the workers' speed in the sweep and at the speed the check measured; the second is judged)\n\n| rate (realized) | workers | p95 wait from the sweep | at the check's speed | M/G/c | measured | error | worker time sweep → check | check |\n|---:|---:|---:|---:|---:|---:|---:|---|---|"
         );
         for v in &r.validation {
             let _ = writeln!(
                 o,
-                "| {} ({}) | {} | {} ms | {} ms | {} ms | {:+.0}% | {} → {} ms | {} |",
+                "| {} ({}) | {} | {} ms ({:+.0}%) | {} ms | {} ms | {} ms | {:+.0}% | {} → {} ms | {} |",
                 fmt_g(v.rate),
                 num(v.realized_rate, 2),
                 v.workers,
                 num(v.predicted_p95_wait_ms, 0),
+                v.a_priori_error * 100.0,
+                num(v.adjusted_p95_wait_ms, 0),
                 num(v.mgc_p95_wait_ms, 0),
                 num(v.measured_p95_wait_ms, 0),
                 v.relative_error * 100.0,
@@ -334,7 +336,7 @@ pub fn render_html(r: &CapacityRecord) -> String {
         h.push_str("</table>\n");
     }
     if !r.validation.is_empty() {
-        h.push_str("<h2>Checks: the recommended configuration, run</h2>\n<p>Predictions are from the sweep's measurements, at the arrival rate the check's span really had (its schedule is random; the sizing table's figure is at the target rate).</p>\n<table><tr><th class=\"num\">rate (realized)</th><th class=\"num\">workers</th><th class=\"num\">p95 wait predicted</th><th class=\"num\">M/G/c</th><th class=\"num\">measured</th><th class=\"num\">error</th><th class=\"num\">worker time assumed → measured</th><th>check</th><th>thresholds</th></tr>\n");
+        h.push_str("<h2>Checks: the recommended configuration, run</h2>\n<p>The model replays the check's own schedule (seeded, so known before it ran; a minute of a random process waits more or less than the long run, which the sizing table's figure is) with the jobs measured in the sweep: once at the workers' speed in the sweep, a prediction from the sweep alone, and once at the speed the check measured, which is judged (it tests the queueing model rather than the host's drift between runs). M/G/c is at the rate the span really had.</p>\n<table><tr><th class=\"num\">rate (realized)</th><th class=\"num\">workers</th><th class=\"num\">p95 wait from the sweep</th><th class=\"num\">at the check's speed</th><th class=\"num\">M/G/c</th><th class=\"num\">measured</th><th class=\"num\">error</th><th class=\"num\">worker time assumed → measured</th><th>check</th><th>thresholds</th></tr>\n");
         for v in &r.validation {
             let checks = v
                 .step
@@ -351,11 +353,13 @@ pub fn render_html(r: &CapacityRecord) -> String {
                 .join(", ");
             let _ = writeln!(
                 h,
-                "<tr><td class=\"num\">{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{:+.0}%</td><td class=\"num\">{} → {} ms</td><td>{}</td><td>{checks}</td></tr>",
+                "<tr><td class=\"num\">{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{} ms ({:+.0}%)</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{} ms</td><td class=\"num\">{:+.0}%</td><td class=\"num\">{} → {} ms</td><td>{}</td><td>{checks}</td></tr>",
                 fmt_g(v.rate),
                 num(v.realized_rate, 2),
                 v.workers,
                 num(v.predicted_p95_wait_ms, 0),
+                v.a_priori_error * 100.0,
+                num(v.adjusted_p95_wait_ms, 0),
                 num(v.mgc_p95_wait_ms, 0),
                 num(v.measured_p95_wait_ms, 0),
                 v.relative_error * 100.0,

@@ -3,8 +3,8 @@
 //! latency thresholds; the recommendation is the fewest workers that meet them all. Pure.
 
 use super::queueing::{
-    fit_contention, mgc, service_moments, simulate, utilization, Arrivals, Class, Contention,
-    JobSample, SimInput,
+    fit_contention, mgc, replay, service_moments, simulate, utilization, Arrivals, Class,
+    Contention, JobSample, ReplayInput, SimInput, SimOutput,
 };
 use crate::scenario::{Arrival, Scenario, TIERS};
 use reports::capacity::{SizingRecord, SizingRow};
@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 /// Jobs per simulation: enough that the p95 of the wait moves by well under a percent between
 /// seeds at the utilizations that matter.
 const SIM_JOBS: usize = 200_000;
+
+/// Replications of a check's schedule: a 60 s span at 15 req/s is ~900 jobs, so 200 of them
+/// pool ~180,000 waits.
+const REPLAY_REPS: usize = 200;
 
 /// Without latency thresholds, the fewest workers at or below this utilization.
 const DEFAULT_UTILIZATION: f64 = 0.8;
@@ -178,6 +182,50 @@ impl Model {
         work * (1.0 + k * (workers.saturating_sub(1)) as f64 * rho)
     }
 
+    /// The model's waits for one run: `schedule` (arrival times in seconds, ascending, and
+    /// tiers) replayed on `workers` with service times drawn from the measured ones, scaled by
+    /// `slowdown` (1 as measured in the sweep), counting the jobs that arrive in `span` seconds.
+    /// Tiers the model lacks are left out.
+    pub fn replay(
+        &self,
+        schedule: &[(f64, &str)],
+        span: (f64, f64),
+        workers: usize,
+        slowdown: f64,
+    ) -> SimOutput {
+        let classes: Vec<Class> = self
+            .classes
+            .iter()
+            .map(|c| Class {
+                samples: c
+                    .samples
+                    .iter()
+                    .map(|j| JobSample {
+                        service_ms: j.service_ms * slowdown,
+                        ..*j
+                    })
+                    .collect(),
+                ..c.clone()
+            })
+            .collect();
+        let schedule = schedule
+            .iter()
+            .filter_map(|(at, tier)| {
+                let class = classes.iter().position(|c| c.name == *tier)?;
+                Some((at * 1000.0, class))
+            })
+            .collect();
+        replay(&ReplayInput {
+            schedule,
+            count: (span.0 * 1000.0, span.1 * 1000.0),
+            classes,
+            workers,
+            contention: self.contention.k(),
+            reps: REPLAY_REPS,
+            seed: self.seed,
+        })
+    }
+
     /// The sizing table for `rate`: from the fewest workers that are not overloaded up to one
     /// past the recommendation (or `max_workers`).
     pub fn size(&self, rate: f64, max_workers: usize) -> SizingRecord {
@@ -256,6 +304,29 @@ mod tests {
         assert_eq!(r.rows.last().unwrap().workers, rec + 1);
         // One worker at 15 req/s of 100 ms jobs is overloaded: never the first row.
         assert!(r.rows[0].workers >= 2);
+    }
+
+    #[test]
+    fn a_replay_scales_the_work_and_leaves_out_unknown_tiers() {
+        let s = scenario(
+            "  - {name: turbo p95, latency: {percentile: 95, tier: turbo, below: 400ms}}\n",
+        );
+        let m = Model::new(&s, &[], &samples(100.0), &mut Vec::new());
+        // Two turbo arrivals at once on one worker: the second waits for the first; the relax
+        // one is not in the model.
+        let schedule = [
+            (0.0, "turbo"),
+            (0.0, "relax"),
+            (0.0, "turbo"),
+            (2.0, "turbo"),
+        ];
+        let worst = |slowdown: f64| {
+            let out = m.replay(&schedule, (0.0, 1.0), 1, slowdown);
+            assert_eq!(out.overall.wait_ms.len(), 2 * REPLAY_REPS);
+            out.overall.wait_quantile(1.0)
+        };
+        assert_eq!(worst(1.0), 100.0);
+        assert_eq!(worst(1.5), 150.0);
     }
 
     #[test]

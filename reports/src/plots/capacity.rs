@@ -486,6 +486,9 @@ struct SizingCurve {
     recommended: Option<usize>,
     /// `(workers, measured p95 wait)`.
     measured: Vec<(f64, f64)>,
+    /// `(workers, p95 wait predicted for the check's own schedule)`: what the measured one is
+    /// judged against.
+    replayed: Vec<(f64, f64)>,
 }
 
 struct Sizing {
@@ -515,6 +518,12 @@ impl Sizing {
                     .iter()
                     .filter(|v| v.rate == s.rate)
                     .map(|v| (v.workers as f64, v.measured_p95_wait_ms))
+                    .collect(),
+                replayed: r
+                    .validation
+                    .iter()
+                    .filter(|v| v.rate == s.rate && v.adjusted_p95_wait_ms.is_finite())
+                    .map(|v| (v.workers as f64, v.adjusted_p95_wait_ms))
                     .collect(),
             })
             .filter(|c| !c.rows.is_empty())
@@ -550,6 +559,13 @@ impl Sizing {
             BLACK,
             Mark::Line(1),
         ));
+        if self.curves.iter().any(|c| !c.replayed.is_empty()) {
+            l.push(LegendItem::new(
+                "△ predicted for the check's own schedule",
+                BLACK,
+                Mark::Line(1),
+            ));
+        }
         l.push(LegendItem::new("○ recommended", BLACK, Mark::Line(1)));
         l
     }
@@ -577,7 +593,7 @@ impl Plot for Sizing {
                 c.rows
                     .iter()
                     .flat_map(|r| [r.1, r.2])
-                    .chain(c.measured.iter().map(|m| m.1))
+                    .chain(c.measured.iter().chain(&c.replayed).map(|m| m.1))
             }),
             1.0,
         );
@@ -654,6 +670,13 @@ impl Plot for Sizing {
                         + Rectangle::new([(-7, -7), (7, 7)], c.color.mix(0.9).filled())
                         + Rectangle::new([(-7, -7), (7, 7)], BLACK.stroke_width(1)),
                 ))?;
+            }
+            for m in &c.replayed {
+                chart.draw_series(std::iter::once(TriangleMarker::new(
+                    *m,
+                    9,
+                    BLACK.stroke_width(2),
+                )))?;
             }
         }
         Ok(())
