@@ -20,8 +20,11 @@ fn tmp(name: &str) -> PathBuf {
 fn scenario(dir: &Path, extra: &str) -> PathBuf {
     let weights = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weights");
     let text = format!(
-        "version: 1\nname: sweep-e2e\nseed: 4\ntarget:\n  reference_server:\n    workers: 1\n    config:\n      weights_cache: {}\n      batching: {{max_batch: 1}}\n      default_resolution: 64x64\n      models:\n        - {{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}\nload:\n  arrival: {{process: poisson}}\n  mix:\n    tiers: {{turbo: 1}}\n    steps: {{'2': 1}}\n    modes: {{sync: 1}}\n    prompts: {{unsafe_share: 0}}\n  stages: [{{hold: 1, for: 5s}}]\nthresholds:\n  - name: turbo p95\n    latency: {{percentile: 95, tier: turbo, below: 2s}}\ncapacity:\n  window: 1s\n  measure: 6s\n  max_step: 25s\n  cooldown: 1s\n  check_measure: 6s\n{extra}",
-        weights.display()
+        "version: 1\nname: sweep-e2e\nseed: 4\ntarget:\n  reference_server:\n    workers: 1\n    config:\n      weights_cache: {}\n      batching: {{max_batch: 1}}\n      default_resolution: 64x64\n      models:\n        - {{name: sdxl-mini, vocab: 4096, max_tokens: 32, text_dim: 32, text_layers: 1, encoders: [clip], latent_channels: 4, hidden: 32, blocks: 1, vae_channels: [16, 8], frames: 1, weights_seed: 11}}\nload:\n  arrival: {{process: poisson}}\n  mix:\n    tiers: {{turbo: 1}}\n    steps: {{'2': 1}}\n    modes: {{sync: 1}}\n    prompts: {{unsafe_share: 0}}\n  stages: [{{hold: 1, for: 5s}}]\nthresholds:\n  - name: turbo p95\n    latency: {{percentile: 95, tier: turbo, below: 2s}}\nrules:\n  files: [{prom}/slo-rules.yaml]\n  slos: {prom}/slos.yaml\ncapacity:\n  window: 1s\n  measure: 6s\n  max_step: 25s\n  cooldown: 1s\n  check_measure: 6s\n{extra}",
+        weights.display(),
+        prom = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../dashboards/prometheus")
+            .display()
     );
     let p = dir.join("scenario.yaml");
     std::fs::write(&p, text).unwrap();
@@ -75,6 +78,19 @@ fn a_sweep_finds_the_passing_rate_sizes_it_and_checks_the_prediction() {
         .any(|t| t.name == "served the offered rate" && !t.passed);
     assert!(heavy.state == "rising" || shed, "{heavy:?}");
     assert!(heavy.worker_utilization.unwrap() > 2.0 * light.worker_utilization.unwrap());
+    // The SLOs of `rules.slos` judged each step on the scraped counters: the light step served
+    // every request well.
+    let slo = |st: &reports::capacity::StepRecord, name: &str| {
+        st.thresholds
+            .iter()
+            .find(|t| t.name == format!("SLO {name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no SLO {name} in {:?}", st.thresholds))
+    };
+    let avail = slo(light, "generation_availability");
+    assert!(avail.passed && avail.observed == Some(1.0), "{avail:?}");
+    assert!(slo(light, "generation_latency_turbo").passed);
+    assert!(slo(heavy, "generation_availability").observed.is_some());
     assert_eq!(r.answer.max_passing_rate, Some(3.0));
     assert_eq!(r.answer.min_failing_rate, Some(400.0));
     // Worker time of the one model and tier, and a sizing for 3 req/s with its check.

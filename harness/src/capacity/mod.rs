@@ -19,6 +19,7 @@ pub mod sweep;
 
 use queueing::JobSample;
 use reports::capacity::{AnswerRecord, KneeRecord, ServiceRecord, StepRecord};
+use reports::record::{ThresholdVerdict, ThresholdWindow};
 use std::collections::BTreeMap;
 
 /// The knee of p95 latency against throughput, per tier and for all requests (`all`), over the
@@ -133,6 +134,58 @@ pub fn check_prediction(predicted_ms: f64, measured_ms: f64, service_ms: f64) ->
     (relative, passed)
 }
 
+/// A step whose worker time is this much above what the steps before it predict ran on a target
+/// that changed under it (a noisy neighbour, throttling), not one the load overwhelmed.
+pub const SLOW_TARGET: f64 = 1.10;
+
+/// How much slower the target worked in a step than the steps before it predict: the step's mean
+/// worker time over the mean of what the contention fitted on `before` gives for each of its
+/// jobs (with as many others busy beside it as it had). `None` with under 30 jobs either side.
+pub fn slowness(before: &[JobSample], step: &[JobSample]) -> Option<f64> {
+    if before.len() < 30 || step.len() < 30 {
+        return None;
+    }
+    let c = queueing::fit_contention(before);
+    let n = step.len() as f64;
+    let expected = step
+        .iter()
+        .map(|j| c.alone_ms + c.per_other_ms * j.others)
+        .sum::<f64>()
+        / n;
+    let measured = step.iter().map(|j| j.service_ms).sum::<f64>() / n;
+    (expected > 0.0).then(|| measured / expected)
+}
+
+/// An SLO judged over a step's span: it held when the span's SLI met the objective, i.e. the
+/// step burned error budget no faster than the compliance window allows (burn rate at most 1),
+/// so the rate is sustainable. `good` and `total` are the span's events; a span without events
+/// has nothing to judge and holds.
+pub fn slo_verdict(slo: &crate::slo::Slo, good: f64, total: f64) -> ThresholdVerdict {
+    let r = crate::slo::budget::report(good, total, slo.error_budget());
+    let passed = r.burn_rate.is_none_or(|b| b <= 1.0 + 1e-9);
+    let detail = match (r.sli, r.burn_rate) {
+        (Some(sli), Some(burn)) => format!(
+            "{}{good:.0} of {total:.0} events good ({:.2}%), burning the error budget at {burn:.2}x the sustainable rate",
+            if passed { "" } else { "breached: " },
+            sli * 100.0
+        ),
+        _ => "no events in the span".to_owned(),
+    };
+    ThresholdVerdict {
+        name: format!("SLO {}", slo.name),
+        description: format!(
+            "SLO {}: at least {}% of events good over the span (burn rate at most 1)",
+            slo.name, slo.objective
+        ),
+        passed,
+        observed: r.sli,
+        limit: slo.objective / 100.0,
+        unit: "ratio".into(),
+        window: ThresholdWindow::Run,
+        detail,
+    }
+}
+
 /// The method, in words, for the report.
 pub fn describe_method(m: &reports::capacity::Method) -> String {
     let rates = match m.resolution {
@@ -142,7 +195,7 @@ pub fn describe_method(m: &reports::capacity::Method) -> String {
         None => "Rates were the scenario's list, in order.".to_owned(),
     };
     format!(
-        "{rates} Each step sent the scenario's traffic (its mix and arrival process) at a constant rate and was run until it was steady: over the latest {measure} s of answers, in {window} s windows, neither the mean latency nor the requests in flight drifted by more than {tol:.0}% (Theil–Sen slope over the span; in flight, at least 2 requests). The step's statistics and threshold verdicts are over that span only; the warm-up before it is discarded. A step whose latency and queue both kept rising (for half a span more) was stopped as overloaded, and one not steady after {max} s failed. Between steps the load stopped, the target's queue drained and the sweep waited {cool} s. The knee is Kneedle's: the point farthest below the chord of p95 latency against throughput. Sizing: worker time is fitted against the number of other jobs in service at the same time (least squares over every measured request; workers on separate GPUs show no slope, workers sharing a host do; the jobs the model draws come from the steps that held), and each worker count's queue wait and latency are predicted by a seeded simulation of the server's queue (c workers each slowed by that fitted contention while others are busy, non-preemptive tier priority, the scenario's arrival process, each job's work and overhead drawn from the measured requests of its tier), with M/G/c (Erlang C, Allen–Cunneen, at the worker time the contention implies) beside it; the recommendation is the fewest workers whose predicted latencies meet every latency threshold. A check starts the reference server with the recommended worker count, runs the target rate until steady (a longer span) and compares the measured p95 queue wait with the model replaying the check's own schedule (seeded, so known in advance: a minute of a random process waits up to a quarter more or less than the long run) with the sweep's jobs, at the worker time the check measured; the prediction at the sweep's worker time is shown beside it, so the host's drift between runs and the queueing model's error are told apart.",
+        "{rates} Each step sent the scenario's traffic (its mix and arrival process) at a constant rate and was run until it was steady: over the latest {measure} s of answers, in {window} s windows, neither the mean latency nor the requests in flight drifted by more than {tol:.0}% (Theil–Sen slope over the span; in flight, at least 2 requests). The step's statistics and verdicts are over that span only (the scenario's thresholds, and each SLO of `rules.slos`: its SLI over the span must meet the objective, a burn rate of at most 1); the warm-up before it is discarded. A step whose latency and queue both kept rising (for half a span more) was stopped as overloaded, and one not steady after {max} s failed. Between steps the load stopped, the target's queue drained and the sweep waited {cool} s. The knee is Kneedle's: the point farthest below the chord of p95 latency against throughput. Sizing: worker time is fitted against the number of other jobs in service at the same time (least squares over every measured request; workers on separate GPUs show no slope, workers sharing a host do; the jobs the model draws come from the steps that held), and each worker count's queue wait and latency are predicted by a seeded simulation of the server's queue (c workers each slowed by that fitted contention while others are busy, non-preemptive tier priority, the scenario's arrival process, each job's work and overhead drawn from the measured requests of its tier), with M/G/c (Erlang C, Allen–Cunneen, at the worker time the contention implies) beside it; the recommendation is the fewest workers whose predicted latencies meet every latency threshold. A check starts the reference server with the recommended worker count, runs the target rate until steady (a longer span) and compares the measured p95 queue wait with the model replaying the check's own schedule (seeded, so known in advance: a minute of a random process waits up to a quarter more or less than the long run) with the sweep's jobs, at the worker time the check measured; the prediction at the sweep's worker time is shown beside it, so the host's drift between runs and the queueing model's error are told apart.",
         measure = m.measure_s,
         window = m.window_s,
         tol = m.tolerance * 100.0,
@@ -165,6 +218,49 @@ mod tests {
         assert_eq!((e, ok), (-1.0, true));
         assert!(!check_prediction(0.0, 30.0, 100.0).1);
         assert_eq!(check_prediction(0.0, 0.0, 100.0), (0.0, true));
+    }
+
+    #[test]
+    fn a_step_on_a_slower_target_is_told_from_one_with_more_busy_workers() {
+        // 80 ms alone, +10 ms per other busy job.
+        let job = |others: f64, slow: f64| JobSample {
+            service_ms: (80.0 + 10.0 * others) * slow,
+            overhead_ms: 0.0,
+            others,
+        };
+        let before: Vec<JobSample> = (0..200).map(|i| job((i % 5) as f64 / 10.0, 1.0)).collect();
+        // Busier (others near 1) on the same target: as predicted.
+        let busy: Vec<JobSample> = (0..100).map(|_| job(0.95, 1.0)).collect();
+        assert!((slowness(&before, &busy).unwrap() - 1.0).abs() < 1e-9);
+        // The same load on a target 15% slower.
+        let slow: Vec<JobSample> = (0..100).map(|_| job(0.95, 1.15)).collect();
+        let s = slowness(&before, &slow).unwrap();
+        assert!((s - 1.15).abs() < 1e-9 && s > SLOW_TARGET, "{s}");
+        assert_eq!(slowness(&before[..10], &slow), None);
+    }
+
+    #[test]
+    fn an_slo_holds_over_a_step_while_it_burns_no_faster_than_sustainable() {
+        let spec = crate::slo::SloFile::parse(
+            "version: 1\nservice: s\nslos:\n  - name: availability\n    objective: 99.5\n    window: 720h\n    sli: {events: {good: 'ok_total', total: 'all_total'}}\n",
+        )
+        .unwrap();
+        let slo = &spec.slos[0];
+        // 4 bad of 1000 is 0.8x the budget's pace; 6 bad is 1.2x.
+        let held = slo_verdict(slo, 996.0, 1000.0);
+        assert!(held.passed && held.name == "SLO availability", "{held:?}");
+        assert!(held.detail.contains("0.80x"), "{}", held.detail);
+        assert_eq!(held.limit, 0.995);
+        let broke = slo_verdict(slo, 994.0, 1000.0);
+        assert!(
+            !broke.passed && broke.detail.starts_with("breached"),
+            "{broke:?}"
+        );
+        assert!((broke.observed.unwrap() - 0.994).abs() < 1e-12);
+        // Exactly on budget holds; no events holds with nothing observed.
+        assert!(slo_verdict(slo, 995.0, 1000.0).passed);
+        let none = slo_verdict(slo, 0.0, 0.0);
+        assert!(none.passed && none.observed.is_none());
     }
 
     #[test]

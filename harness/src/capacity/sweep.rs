@@ -174,6 +174,7 @@ async fn run_step(
     base: &Path,
     cfg: &Capacity,
     live: &Live,
+    slos: &[crate::slo::Slo],
     rate: f64,
     index: usize,
 ) -> Result<Ran, StepError> {
@@ -327,6 +328,19 @@ async fn run_step(
         step_at_ms + (to * 1000.0) as i64,
     );
     let range = format!("{}ms", to_ms - from_ms);
+    // Each SLO of `rules.slos` over the span, on the scraped counters.
+    for slo in slos {
+        let (good_sel, total_sel) = slo.selectors();
+        let events = |sel: &str| {
+            live.scalar(&format!("sum(increase({sel}[{range}]))"), to_ms)
+                .unwrap_or(0.0)
+        };
+        thresholds.push(super::slo_verdict(
+            slo,
+            events(&good_sel),
+            events(&total_sel),
+        ));
+    }
     let scrape_ms = s.observe.scrape_interval.0.as_millis().max(1);
     let queue_q = format!("sum(queue_depth)[{range}:{scrape_ms}ms]");
     let queue_depth_mean = live.scalar(&format!("avg_over_time({queue_q})"), to_ms);
@@ -486,6 +500,14 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
     if let Err(e) = read_inputs(&scenario, &base) {
         return SweepOutcome::failed(exit::BAD_INPUT, e.to_string(), None);
     }
+    // Every step is judged by the SLOs of `rules.slos` too (the rule files are a drill's).
+    let slos = match scenario.rules.as_ref().and_then(|r| r.slos.as_ref()) {
+        Some(f) => match crate::slo::SloFile::load(&base.join(f)) {
+            Ok(spec) => spec.slos,
+            Err(e) => return SweepOutcome::failed(exit::BAD_INPUT, e, None),
+        },
+        None => Vec::new(),
+    };
     let out_dir = opts
         .out_dir
         .clone()
@@ -526,14 +548,42 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
     let mut search = Search::new(strategy.clone());
     let mut steps: Vec<Ran> = Vec::new();
     let mut failure = None;
+    // Rates run again because the target slowed down under them, and why.
+    let mut rerun: Vec<u64> = Vec::new();
+    let mut rerun_notes: Vec<String> = Vec::new();
     while let Some(rate) = search.next() {
         say(&format!(
             "firedrill: step {}: {rate} req/s",
             steps.len() + 1
         ));
-        match run_step(&scenario, &base, &cfg, &live, rate, steps.len()).await {
+        match run_step(&scenario, &base, &cfg, &live, &slos, rate, steps.len()).await {
             Ok(ran) => {
                 say(&step_line(steps.len(), &ran.record));
+                // A break on a target that slowed down under the sweep says nothing about the
+                // rate: run it once more (unrecorded, the search asks for the same rate).
+                if !ran.record.passed && !rerun.contains(&rate.to_bits()) {
+                    let before: Vec<_> = steps
+                        .iter()
+                        .flat_map(|r| step::job_samples(&r.reqs, r.span.0, r.span.1).into_values())
+                        .flatten()
+                        .collect();
+                    let now: Vec<_> = step::job_samples(&ran.reqs, ran.span.0, ran.span.1)
+                        .into_values()
+                        .flatten()
+                        .collect();
+                    if let Some(x) =
+                        super::slowness(&before, &now).filter(|&x| x > super::SLOW_TARGET)
+                    {
+                        let why = format!(
+                            "the {rate} req/s step broke while the target worked {:.0}% slower than the steps before it predict (a noisy neighbour or throttling, not the load): it was run again",
+                            (x - 1.0) * 100.0
+                        );
+                        say(&format!("firedrill: {why}"));
+                        rerun_notes.push(why);
+                        rerun.push(rate.to_bits());
+                        continue;
+                    }
+                }
                 search.record(rate, ran.record.passed);
                 steps.push(ran);
             }
@@ -554,7 +604,7 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
     }
 
     let answer = search.answer();
-    let mut notes = Vec::new();
+    let mut notes = rerun_notes;
     // The contention is fitted on every step's measured span, from light load (workers alone)
     // to saturation (all busy); the jobs the model draws come from the steps that held (the
     // regimes sizing is about: overloaded steps also slow the workers through the host's load).
@@ -654,6 +704,7 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
                 &base,
                 &check_cfg,
                 &live,
+                &slos,
                 s.rate,
                 1000 + validation.len(),
             )
