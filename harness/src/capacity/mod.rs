@@ -134,14 +134,14 @@ pub fn check_prediction(predicted_ms: f64, measured_ms: f64, service_ms: f64) ->
     (relative, passed)
 }
 
-/// A step whose worker time is this much above what the steps before it predict ran on a target
-/// that changed under it (a noisy neighbour, throttling), not one the load overwhelmed.
-pub const SLOW_TARGET: f64 = 1.10;
+/// How far (relative) a step's worker time may stray from what the steps before it predict before
+/// its verdict is taken as the host's (a noisy neighbour, throttling) rather than the rate's.
+pub const OFF_PACE: f64 = 0.10;
 
-/// How much slower the target worked in a step than the steps before it predict: the step's mean
-/// worker time over the mean of what the contention fitted on `before` gives for each of its
-/// jobs (with as many others busy beside it as it had). `None` with under 30 jobs either side.
-pub fn slowness(before: &[JobSample], step: &[JobSample]) -> Option<f64> {
+/// How the target worked in a step against the steps before it: the step's mean worker time over
+/// the mean of what the contention fitted on `before` gives for each of its jobs (with as many
+/// others busy beside it as it had); above 1 slower. `None` with under 30 jobs either side.
+pub fn pace(before: &[JobSample], step: &[JobSample]) -> Option<f64> {
     if before.len() < 30 || step.len() < 30 {
         return None;
     }
@@ -153,7 +153,26 @@ pub fn slowness(before: &[JobSample], step: &[JobSample]) -> Option<f64> {
         .sum::<f64>()
         / n;
     let measured = step.iter().map(|j| j.service_ms).sum::<f64>() / n;
-    (expected > 0.0).then(|| measured / expected)
+    (expected > 0.0 && measured > 0.0).then(|| measured / expected)
+}
+
+/// Whether a step's verdict leans on the host: it broke on a target more than [`OFF_PACE`]
+/// slower than its pace, or held on one as much faster.
+pub fn off_pace(pace: f64, passed: bool) -> bool {
+    if passed {
+        pace < 1.0 / (1.0 + OFF_PACE)
+    } else {
+        pace > 1.0 + OFF_PACE
+    }
+}
+
+/// `12% slower than the steps before it predict`.
+pub fn pace_words(pace: f64) -> String {
+    format!(
+        "{:.0}% {} than the steps before it predict",
+        (pace - 1.0).abs() * 100.0,
+        if pace > 1.0 { "slower" } else { "faster" }
+    )
 }
 
 /// An SLO judged over a step's span: it held when the span's SLI met the objective, i.e. the
@@ -195,12 +214,13 @@ pub fn describe_method(m: &reports::capacity::Method) -> String {
         None => "Rates were the scenario's list, in order.".to_owned(),
     };
     format!(
-        "{rates} Each step sent the scenario's traffic (its mix and arrival process) at a constant rate and was run until it was steady: over the latest {measure} s of answers, in {window} s windows, neither the mean latency nor the requests in flight drifted by more than {tol:.0}% (Theil–Sen slope over the span; in flight, at least 2 requests). The step's statistics and verdicts are over that span only (the scenario's thresholds, and each SLO of `rules.slos`: its SLI over the span must meet the objective, a burn rate of at most 1); the warm-up before it is discarded. A step whose latency and queue both kept rising (for half a span more) was stopped as overloaded, and one not steady after {max} s failed. Between steps the load stopped, the target's queue drained and the sweep waited {cool} s. The knee is Kneedle's: the point farthest below the chord of p95 latency against throughput. Sizing: worker time is fitted against the number of other jobs in service at the same time (least squares over every measured request; workers on separate GPUs show no slope, workers sharing a host do; the jobs the model draws come from the steps that held), and each worker count's queue wait and latency are predicted by a seeded simulation of the server's queue (c workers each slowed by that fitted contention while others are busy, non-preemptive tier priority, the scenario's arrival process, each job's work and overhead drawn from the measured requests of its tier), with M/G/c (Erlang C, Allen–Cunneen, at the worker time the contention implies) beside it; the recommendation is the fewest workers whose predicted latencies meet every latency threshold. A check starts the reference server with the recommended worker count, runs the target rate until steady (a longer span) and compares the measured p95 queue wait with the model replaying the check's own schedule (seeded, so known in advance: a minute of a random process waits up to a quarter more or less than the long run) with the sweep's jobs, at the worker time the check measured; the prediction at the sweep's worker time is shown beside it, so the host's drift between runs and the queueing model's error are told apart.",
+        "{rates} Each step sent the scenario's traffic (its mix and arrival process) at a constant rate and was run until it was steady: over the latest {measure} s of answers, in {window} s windows, neither the mean latency nor the requests in flight drifted by more than {tol:.0}% (Theil–Sen slope over the span; in flight, at least 2 requests). The step's statistics and verdicts are over that span only (the scenario's thresholds, and each SLO of `rules.slos`: its SLI over the span must meet the objective, a burn rate of at most 1); the warm-up before it is discarded. A step whose latency and queue both kept rising (for half a span more) was stopped as overloaded, and one not steady after {max} s failed. A step whose verdict leaned on the host was run once more and the try nearer the target's pace kept: one that broke while the target worked more than {off:.0}% slower than the steps before it predict (its worker time against the contention fitted on them), or held while it worked as much faster (a noisy neighbour, throttling). Between steps the load stopped, the target's queue drained and the sweep waited {cool} s. The knee is Kneedle's: the point farthest below the chord of p95 latency against throughput. Sizing: worker time is fitted against the number of other jobs in service at the same time (least squares over every measured request; workers on separate GPUs show no slope, workers sharing a host do; the jobs the model draws come from the steps that held), and each worker count's queue wait and latency are predicted by a seeded simulation of the server's queue (c workers each slowed by that fitted contention while others are busy, non-preemptive tier priority, the scenario's arrival process, each job's work and overhead drawn from the measured requests of its tier), with M/G/c (Erlang C, Allen–Cunneen, at the worker time the contention implies) beside it; the recommendation is the fewest workers whose predicted latencies meet every latency threshold. A check starts the reference server with the recommended worker count, runs the target rate until steady (a longer span) and compares the measured p95 queue wait with the model replaying the check's own schedule (seeded, so known in advance: a minute of a random process waits up to a quarter more or less than the long run) with the sweep's jobs, at the worker time the check measured; the prediction at the sweep's worker time is shown beside it, so the host's drift between runs and the queueing model's error are told apart.",
         measure = m.measure_s,
         window = m.window_s,
         tol = m.tolerance * 100.0,
         max = m.max_step_s,
         cool = m.cooldown_s,
+        off = OFF_PACE * 100.0,
     )
 }
 
@@ -221,22 +241,32 @@ mod tests {
     }
 
     #[test]
-    fn a_step_on_a_slower_target_is_told_from_one_with_more_busy_workers() {
+    fn a_step_off_the_targets_pace_is_told_from_one_with_more_busy_workers() {
         // 80 ms alone, +10 ms per other busy job.
-        let job = |others: f64, slow: f64| JobSample {
-            service_ms: (80.0 + 10.0 * others) * slow,
+        let job = |others: f64, pace: f64| JobSample {
+            service_ms: (80.0 + 10.0 * others) * pace,
             overhead_ms: 0.0,
             others,
         };
         let before: Vec<JobSample> = (0..200).map(|i| job((i % 5) as f64 / 10.0, 1.0)).collect();
-        // Busier (others near 1) on the same target: as predicted.
-        let busy: Vec<JobSample> = (0..100).map(|_| job(0.95, 1.0)).collect();
-        assert!((slowness(&before, &busy).unwrap() - 1.0).abs() < 1e-9);
-        // The same load on a target 15% slower.
-        let slow: Vec<JobSample> = (0..100).map(|_| job(0.95, 1.15)).collect();
-        let s = slowness(&before, &slow).unwrap();
-        assert!((s - 1.15).abs() < 1e-9 && s > SLOW_TARGET, "{s}");
-        assert_eq!(slowness(&before[..10], &slow), None);
+        let step = |p: f64| (0..100).map(|_| job(0.95, p)).collect::<Vec<_>>();
+        // Busier (others near 1) on the same target: on pace.
+        let same = pace(&before, &step(1.0)).unwrap();
+        assert!((same - 1.0).abs() < 1e-9);
+        assert!(!off_pace(same, false) && !off_pace(same, true));
+        // The same load on a target 15% slower: a break there is the host's; a pass is not.
+        let slow = pace(&before, &step(1.15)).unwrap();
+        assert!((slow - 1.15).abs() < 1e-9, "{slow}");
+        assert!(off_pace(slow, false) && !off_pace(slow, true));
+        assert_eq!(
+            pace_words(slow),
+            "15% slower than the steps before it predict"
+        );
+        // On a target 15% faster a pass is the host's.
+        let fast = pace(&before, &step(0.85)).unwrap();
+        assert!(off_pace(fast, true) && !off_pace(fast, false));
+        assert!(pace_words(fast).starts_with("15% faster"));
+        assert_eq!(pace(&before[..10], &step(1.15)), None);
     }
 
     #[test]

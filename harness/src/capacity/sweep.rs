@@ -548,8 +548,8 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
     let mut search = Search::new(strategy.clone());
     let mut steps: Vec<Ran> = Vec::new();
     let mut failure = None;
-    // Rates run again because the target slowed down under them, and why.
-    let mut rerun: Vec<u64> = Vec::new();
+    // A step taken off the target's pace, waiting for its second try; and what was re-run.
+    let mut pending: Option<(Ran, f64)> = None;
     let mut rerun_notes: Vec<String> = Vec::new();
     while let Some(rate) = search.next() {
         say(&format!(
@@ -559,31 +559,46 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
         match run_step(&scenario, &base, &cfg, &live, &slos, rate, steps.len()).await {
             Ok(ran) => {
                 say(&step_line(steps.len(), &ran.record));
-                // A break on a target that slowed down under the sweep says nothing about the
-                // rate: run it once more (unrecorded, the search asks for the same rate).
-                if !ran.record.passed && !rerun.contains(&rate.to_bits()) {
-                    let before: Vec<_> = steps
-                        .iter()
-                        .flat_map(|r| step::job_samples(&r.reqs, r.span.0, r.span.1).into_values())
-                        .flatten()
-                        .collect();
-                    let now: Vec<_> = step::job_samples(&ran.reqs, ran.span.0, ran.span.1)
-                        .into_values()
-                        .flatten()
-                        .collect();
-                    if let Some(x) =
-                        super::slowness(&before, &now).filter(|&x| x > super::SLOW_TARGET)
-                    {
-                        let why = format!(
-                            "the {rate} req/s step broke while the target worked {:.0}% slower than the steps before it predict (a noisy neighbour or throttling, not the load): it was run again",
-                            (x - 1.0) * 100.0
-                        );
-                        say(&format!("firedrill: {why}"));
-                        rerun_notes.push(why);
-                        rerun.push(rate.to_bits());
-                        continue;
+                // A verdict taken while the target ran off its pace (a noisy neighbour,
+                // throttling) is about the host more than the rate: the step is run again (left
+                // unrecorded, the search asks for the same rate) and the try nearer the pace kept.
+                let before: Vec<_> = steps
+                    .iter()
+                    .flat_map(|r| step::job_samples(&r.reqs, r.span.0, r.span.1).into_values())
+                    .flatten()
+                    .collect();
+                let now: Vec<_> = step::job_samples(&ran.reqs, ran.span.0, ran.span.1)
+                    .into_values()
+                    .flatten()
+                    .collect();
+                let pace = super::pace(&before, &now);
+                let ran = if let Some((first, first_pace)) = pending.take() {
+                    let again =
+                        pace.map_or(String::new(), |p| format!(" ({})", super::pace_words(p)));
+                    let keep_first = pace.is_none_or(|p| first_pace.ln().abs() < p.ln().abs());
+                    let why = format!(
+                        "the {rate} req/s step {} while the target worked {}: it was run again{again} and the try nearer the sweep's pace kept (the {})",
+                        if first.record.passed { "held" } else { "broke" },
+                        super::pace_words(first_pace),
+                        if keep_first { "first" } else { "second" }
+                    );
+                    say(&format!("firedrill: {why}"));
+                    rerun_notes.push(why);
+                    if keep_first {
+                        first
+                    } else {
+                        ran
                     }
-                }
+                } else if let Some(p) = pace.filter(|&p| super::off_pace(p, ran.record.passed)) {
+                    say(&format!(
+                        "firedrill: the target worked {} at {rate} req/s: running the step again",
+                        super::pace_words(p)
+                    ));
+                    pending = Some((ran, p));
+                    continue;
+                } else {
+                    ran
+                };
                 search.record(rate, ran.record.passed);
                 steps.push(ran);
             }

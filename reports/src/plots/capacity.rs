@@ -561,7 +561,7 @@ impl Sizing {
         ));
         if self.curves.iter().any(|c| !c.replayed.is_empty()) {
             l.push(LegendItem::new(
-                "△ predicted for the check's own schedule",
+                "▲ predicted for the check's own schedule",
                 BLACK,
                 Mark::Line(1),
             ));
