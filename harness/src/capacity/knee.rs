@@ -2,10 +2,19 @@
 //! with Kneedle (Satopää et al., 2011): scale both axes to [0, 1] over the measured points and
 //! take the point farthest below the chord from the first point to the last, i.e. the largest
 //! `x - y`. For a rising, convex curve that is the point of greatest curvature. Pure.
+//!
+//! Like Kneedle's sensitivity threshold, a bend too slight to matter is no knee: a tier that
+//! priority shields rises evenly to the end, and the point "farthest below" its chord is then
+//! noise at light load.
+
+/// The least distance below the chord (in the unit square) that counts as a bend: a fifth of the
+/// ranges. A hockey stick scores 0.7–0.9; a gently rising line under 0.1.
+pub const MIN_BEND: f64 = 0.2;
 
 /// The knee of the curve through `points` (`(throughput, latency)`, any order): the index into
 /// `points` of the knee, or None with fewer than three distinct throughputs or no bend (a
-/// straight or concave curve has no point below its chord).
+/// straight or concave curve has no point below its chord, and one at most [`MIN_BEND`] below
+/// it is too slight to call).
 pub fn knee(points: &[(f64, f64)]) -> Option<usize> {
     let mut order: Vec<usize> = (0..points.len())
         .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
@@ -28,7 +37,7 @@ pub fn knee(points: &[(f64, f64)]) -> Option<usize> {
         let x = (points[i].0 - x0) / (x1 - x0);
         let y = (points[i].1 - lo) / (hi - lo);
         let d = x - y;
-        if d > 1e-9 && best.is_none_or(|(_, b)| d > b) {
+        if d > MIN_BEND && best.is_none_or(|(_, b)| d > b) {
             best = Some((i, d));
         }
     }
@@ -59,5 +68,19 @@ mod tests {
         assert_eq!(knee(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]), None);
         assert_eq!(knee(&[(1.0, 1.0), (2.0, 5.0)]), None);
         assert_eq!(knee(&[(1.0, 5.0), (2.0, 5.0), (3.0, 5.0)]), None);
+        // A tier shielded by priority (measured: turbo under an overloaded fast tier) rises
+        // evenly; its largest gap below the chord is 0.10, at light load: no knee.
+        let turbo = [
+            (0.6, 93.0),
+            (1.1, 90.0),
+            (2.42, 92.0),
+            (3.95, 129.0),
+            (8.2, 161.0),
+            (8.75, 169.0),
+            (9.95, 210.0),
+            (12.55, 212.0),
+            (16.77, 254.0),
+        ];
+        assert_eq!(knee(&turbo), None);
     }
 }
