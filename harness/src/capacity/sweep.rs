@@ -622,7 +622,7 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
     let mut notes = rerun_notes;
     // The contention is fitted on every step's measured span, from light load (workers alone)
     // to saturation (all busy); the jobs the model draws come from the steps that held (the
-    // regimes sizing is about: overloaded steps also slow the workers through the host's load).
+    // regimes sizing is about).
     type Samples = BTreeMap<(String, String), Vec<super::queueing::JobSample>>;
     let collect = |held_only: bool| -> Samples {
         let mut m: Samples = BTreeMap::new();
