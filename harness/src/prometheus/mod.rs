@@ -121,6 +121,37 @@ async fn wait_ready(child: &mut Child, url: &str, log: &Path) -> Result<(), Stri
     }
 }
 
+/// Starts `exe` with `args(port)` on a port picked free on 127.0.0.1 and waits for `ready` (a
+/// path) to answer 200. Another process can take the port between the pick and the child's
+/// bind (tests running side by side do), so a child that exits because the address was in use
+/// is started again on a fresh port, a few times. A child that failed is stopped.
+async fn start_listening(
+    exe: &Path,
+    args: impl Fn(u16) -> Vec<String>,
+    log: &Path,
+    ready: &str,
+) -> Result<(Child, u16), String> {
+    const TRIES: usize = 5;
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        let port = free_port()?;
+        let mut child = spawn(exe, &args(port), log)?;
+        let url = format!("http://127.0.0.1:{port}{ready}");
+        match wait_ready(&mut child, &url, log).await {
+            Ok(()) => return Ok((child, port)),
+            Err(e) => {
+                stop_child(child).await;
+                let port_taken = std::fs::read_to_string(log)
+                    .is_ok_and(|t| t.contains("address already in use"));
+                if !port_taken || tried == TRIES {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Waits until Prometheus at `base` has scraped its target (health `up`) and, with `am`, knows
 /// its Alertmanager.
 async fn wait_discovered(base: &str, am: bool) -> Result<(), String> {
@@ -304,24 +335,33 @@ impl PromStack {
             let wait = 200;
             let cfg = dir.join("alertmanager.yml");
             write(&cfg, &config::alertmanager_yml(&hook_url, wait)?)?;
-            let port = free_port()?;
-            let addr = format!("127.0.0.1:{port}");
-            let args = vec![
-                format!("--config.file={}", cfg.display()),
-                format!("--storage.path={}", dir.join("alertmanager-data").display()),
-                format!("--web.listen-address={addr}"),
-                // No cluster: a lone Alertmanager on loopback.
-                "--cluster.listen-address=".into(),
-            ];
             let log = dir.join("alertmanager.log");
-            let mut child = spawn(&am_exe, &args, &log)?;
-            if let Err(e) = wait_ready(&mut child, &format!("http://{addr}/-/ready"), &log).await {
-                stop_child(child).await;
-                if let Some(t) = webhook {
-                    t.abort();
+            let storage = dir.join("alertmanager-data");
+            let started = start_listening(
+                &am_exe,
+                |port| {
+                    vec![
+                        format!("--config.file={}", cfg.display()),
+                        format!("--storage.path={}", storage.display()),
+                        format!("--web.listen-address=127.0.0.1:{port}"),
+                        // No cluster: a lone Alertmanager on loopback.
+                        "--cluster.listen-address=".into(),
+                    ]
+                },
+                &log,
+                "/-/ready",
+            )
+            .await;
+            let (child, port) = match started {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(t) = webhook {
+                        t.abort();
+                    }
+                    return Err(format!("Alertmanager did not start: {e}"));
                 }
-                return Err(format!("Alertmanager did not start: {e}"));
-            }
+            };
+            let addr = format!("127.0.0.1:{port}");
             alertmanager = Some(child);
             am_addr = Some(addr);
         }
@@ -334,31 +374,39 @@ impl PromStack {
         };
         let cfg = dir.join("prometheus.yml");
         write(&cfg, &config::prometheus_yml(&settings)?)?;
-        let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}");
-        let args = vec![
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--storage.tsdb.retention.time=1d".into(),
-        ];
         let log = dir.join("prometheus.log");
+        let data = dir.join("data");
         let mut stack = PromStack {
-            url: url.clone(),
+            url: String::new(),
             dir: dir.to_owned(),
             prometheus: None,
             alertmanager,
             received,
             webhook,
         };
-        let ready = match spawn(&prom_exe, &args, &log) {
-            Ok(mut child) => {
-                let r = wait_ready(&mut child, &format!("{url}/-/ready"), &log).await;
+        let started = start_listening(
+            &prom_exe,
+            |port| {
+                vec![
+                    format!("--config.file={}", cfg.display()),
+                    format!("--storage.tsdb.path={}", data.display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--storage.tsdb.retention.time=1d".into(),
+                ]
+            },
+            &log,
+            "/-/ready",
+        )
+        .await;
+        let ready = match started {
+            Ok((child, port)) => {
+                stack.url = format!("http://127.0.0.1:{port}");
                 stack.prometheus = Some(child);
-                r.map_err(|e| format!("Prometheus did not start: {e}"))
+                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(format!("Prometheus did not start: {e}")),
         };
+        let url = stack.url.clone();
         let ready = match ready {
             // Prometheus syncs discovered targets and Alertmanagers every 5 s: until then it
             // scrapes nothing and drops alerts. The drill starts once both are in place.
@@ -399,5 +447,73 @@ impl PromStack {
         }
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
         let _ = std::fs::remove_dir_all(self.dir.join("alertmanager-data"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Debian's Prometheus, as `tests/engines.rs` requires it (`.ci/run` installs it).
+    fn prometheus() -> Option<PathBuf> {
+        let found = find_binary("FIREDRILL_PROMETHEUS", &["prometheus"]);
+        if found.is_none() && std::env::var("FIREDRILL_SKIP_PROMETHEUS").as_deref() != Ok("1") {
+            panic!("this test needs Debian's prometheus; FIREDRILL_SKIP_PROMETHEUS=1 skips");
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_child_that_lost_its_port_starts_again_on_another_and_other_failures_do_not() {
+        let Some(exe) = prometheus() else { return };
+        let dir = std::env::temp_dir().join(format!("firedrill-port-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, "global: {scrape_interval: 15s}\n").unwrap();
+        let log = dir.join("prometheus.log");
+        let args = |config: &Path, port: u16| {
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+            ]
+        };
+        // The first start is given a port someone else holds: what a race with another process
+        // looks like from here.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let held_port = held.local_addr().unwrap().port();
+        let calls = AtomicUsize::new(0);
+        let (child, port) = start_listening(
+            &exe,
+            |port| {
+                let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                args(&cfg, if first { held_port } else { port })
+            },
+            &log,
+            "/-/ready",
+        )
+        .await
+        .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_ne!(port, held_port);
+        stop_child(child).await;
+        // A config it refuses is not a lost port: one try, and the error says why.
+        let calls = AtomicUsize::new(0);
+        let e = start_listening(
+            &exe,
+            |port| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                args(&dir.join("missing.yml"), port)
+            },
+            &log,
+            "/-/ready",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(e.contains("exited"), "{e}");
+        drop(held);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
