@@ -388,6 +388,16 @@ fn the_warm_pool_evicts_least_recently_used_models_under_the_vram_budget() {
         metric_sum(&m, "warm_pool_requests_total", &[("result", "hit")]),
         1.0
     );
+    // A sync answer leaves while its worker still holds the image's activations (it frees them
+    // when the batch ends, a moment later): wait for the worker to settle.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut m = m;
+    while metric_sum(&m, "gpu_memory_used_bytes", &[]) as u64 != a
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        m = scrape(&s);
+    }
     let used = metric_sum(&m, "gpu_memory_used_bytes", &[]);
     let total = metric_sum(&m, "gpu_memory_total_bytes", &[]);
     assert!(used > 0.0 && used <= total, "used {used} of {total}");
