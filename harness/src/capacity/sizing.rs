@@ -3,7 +3,7 @@
 //! latency thresholds; the recommendation is the fewest workers that meet them all. Pure.
 
 use super::queueing::{
-    fit_contention, mgc, replay, service_moments, simulate, utilization, Arrivals, Class,
+    fit_contention, mgc, replay, service_moments, simulate, utilization, Analytic, Arrivals, Class,
     Contention, JobSample, ReplayInput, SimInput, SimOutput,
 };
 use crate::scenario::{Arrival, Scenario, TIERS};
@@ -113,7 +113,7 @@ impl Model {
 
     /// The prediction for `workers` at `rate`.
     pub fn predict(&self, rate: f64, workers: usize) -> SizingRow {
-        let (work, scv) = service_moments(&self.classes);
+        let (work, _) = service_moments(&self.classes);
         let k = self.contention.k();
         let rho = utilization(rate, work, k, workers);
         if !rho.is_finite() || rho >= 1.0 || self.classes.is_empty() {
@@ -131,8 +131,7 @@ impl Model {
                 meets: false,
             };
         }
-        // M/G/c at the worker time the contention implies at this utilization.
-        let analytic = mgc(rate, self.service_at(rate, workers), scv, workers);
+        let analytic = self.analytic(rate, workers);
         let out = simulate(&SimInput {
             rate,
             arrivals: self.arrivals,
@@ -180,6 +179,13 @@ impl Model {
         let k = self.contention.k();
         let rho = utilization(rate, work, k, workers).min(1.0);
         work * (1.0 + k * (workers.saturating_sub(1)) as f64 * rho)
+    }
+
+    /// M/G/c at `rate` on `workers` (the cross-check), at the worker time the contention implies
+    /// at that utilization.
+    pub fn analytic(&self, rate: f64, workers: usize) -> Analytic {
+        let (_, scv) = service_moments(&self.classes);
+        mgc(rate, self.service_at(rate, workers), scv, workers)
     }
 
     /// The model's waits for one run: `schedule` (arrival times in seconds, ascending, and

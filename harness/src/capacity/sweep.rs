@@ -753,7 +753,6 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
             // also run slower or faster than the sweep's did (a shared host drifts); the judged
             // figure is the model at the speed the check measured, the sweep-speed one beside it.
             let realized = ran.record.offered_rate;
-            let at = model.predict(realized, c);
             let predicted_service = model.service_at(realized, c);
             let schedule: Vec<(f64, &str)> = ran
                 .reqs
@@ -795,7 +794,7 @@ pub async fn sweep(path: &Path, opts: SweepOptions) -> SweepOutcome {
                 predicted_p95_wait_ms: a_priori,
                 a_priori_error,
                 adjusted_p95_wait_ms: adjusted,
-                mgc_p95_wait_ms: at.mgc_p95_wait_ms,
+                mgc_p95_wait_ms: model.analytic(realized, c).p95_wait_ms,
                 measured_p95_wait_ms: measured,
                 relative_error,
                 passed,

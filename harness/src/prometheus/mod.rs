@@ -402,16 +402,11 @@ impl PromStack {
             Ok((child, port)) => {
                 stack.url = format!("http://127.0.0.1:{port}");
                 stack.prometheus = Some(child);
-                Ok(())
+                // Prometheus syncs discovered targets and Alertmanagers every 5 s: until then it
+                // scrapes nothing and drops alerts. The drill starts once both are in place.
+                wait_discovered(&stack.url, o.alertmanager).await
             }
             Err(e) => Err(format!("Prometheus did not start: {e}")),
-        };
-        let url = stack.url.clone();
-        let ready = match ready {
-            // Prometheus syncs discovered targets and Alertmanagers every 5 s: until then it
-            // scrapes nothing and drops alerts. The drill starts once both are in place.
-            Ok(()) => wait_discovered(&url, o.alertmanager).await,
-            Err(e) => Err(e),
         };
         match ready {
             Ok(()) => Ok(stack),

@@ -163,14 +163,16 @@ pub fn validate(c: &Capacity) -> Result<(), (String, String)> {
     if c.window.0.is_zero() {
         return err("window", "must be longer than zero".into());
     }
-    if c.measure.0 < c.window.0 * 3 {
-        return err(
-            "measure",
-            format!(
-                "must span at least three windows ({} each) to judge a trend",
-                c.window
-            ),
-        );
+    for (field, span) in [("measure", c.measure), ("check_measure", c.check_measure)] {
+        if span.0 < c.window.0 * 3 {
+            return err(
+                field,
+                format!(
+                    "must span at least three windows ({} each) to judge a trend",
+                    c.window
+                ),
+            );
+        }
     }
     if c.max_step.0 < c.measure.0 {
         return err(
@@ -182,15 +184,6 @@ pub fn validate(c: &Capacity) -> Result<(), (String, String)> {
         return err(
             "tolerance",
             format!("must be > 0 (0.15: 15%), got {}", c.tolerance),
-        );
-    }
-    if c.check_measure.0 < c.window.0 * 3 {
-        return err(
-            "check_measure",
-            format!(
-                "must span at least three windows ({} each) to judge a trend",
-                c.window
-            ),
         );
     }
     if c.max_workers == 0 {
